@@ -1,0 +1,158 @@
+"""A dataset of one-step transitions that remembers which trajectory each row came from.
+
+Rows live in a `TensorDict` of batch size [N]:
+
+    obs       [N, O] float32   observation before the step
+    action    [N, A] float32
+    next_obs  [N, O] float32   observation after the step
+    episode   [N]    int64     trajectory index (one-step data: every row its own episode)
+    step      [N]    int64     position of the row inside its trajectory
+
+On disk it is tensordict's memory-mapped layout plus `objmm.json` (env id, how it was made,
+sizes); saving writes a temporary directory and renames it, so a crash never leaves half a
+dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+
+from objmm.envs import Task, get_task
+from objmm.errors import ObjmmError
+
+METADATA_FILE = "objmm.json"
+FIELDS = ("obs", "action", "next_obs", "episode", "step")
+
+
+@dataclass
+class TransitionDataset:
+    data: TensorDict
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        env_id: str,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        next_obs: torch.Tensor,
+        episode: torch.Tensor | None = None,
+        step: torch.Tensor | None = None,
+        **metadata,
+    ) -> TransitionDataset:
+        n = obs.shape[0]
+        data = TensorDict(
+            obs=torch.as_tensor(obs, dtype=torch.float32),
+            action=torch.as_tensor(action, dtype=torch.float32),
+            next_obs=torch.as_tensor(next_obs, dtype=torch.float32),
+            episode=torch.arange(n) if episode is None else torch.as_tensor(episode, dtype=torch.int64),
+            step=torch.zeros(n, dtype=torch.int64)
+            if step is None
+            else torch.as_tensor(step, dtype=torch.int64),
+            batch_size=[n],
+        )
+        dataset = cls(data, {"env_id": env_id, **metadata})
+        dataset.validate(get_task(env_id))
+        return dataset
+
+    def __len__(self) -> int:
+        return self.data.batch_size[0]
+
+    @property
+    def env_id(self) -> str:
+        return self.metadata["env_id"]
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name", self.metadata.get("source", "dataset"))
+
+    def validate(self, task: Task) -> None:
+        """Raise a one-line ObjmmError if the rows do not fit `task` or hold NaN/inf."""
+        if self.metadata.get("env_id") not in (None, task.env_id):
+            raise ObjmmError(
+                f"dataset {self.name!r} was made for {self.metadata['env_id']}, not {task.env_id}"
+            )
+        expected = {"obs": task.obs_dim, "action": task.action_dim, "next_obs": task.obs_dim}
+        for key, dim in expected.items():
+            if key not in self.data.keys():
+                raise ObjmmError(f"dataset {self.name!r} has no {key!r} field")
+            shape = tuple(self.data[key].shape)
+            if len(shape) != 2 or shape[1] != dim:
+                raise ObjmmError(
+                    f"dataset {self.name!r}: {key} has shape {list(shape)}, but {task.env_id} needs [N, {dim}]"
+                )
+            bad = ~torch.isfinite(self.data[key])
+            if bad.any():
+                row = int(bad.any(-1).nonzero()[0])
+                raise ObjmmError(f"dataset {self.name!r}: {key} holds NaN or inf (first at row {row})")
+
+    # ----------------------------------------------------------------- splits and trajectories
+    def split(self, fraction: float, seed: int = 0) -> tuple[TransitionDataset, TransitionDataset]:
+        """Random split by whole trajectories: `fraction` of the episodes go to the first part."""
+        episodes = self.data["episode"].unique()
+        order = episodes[torch.randperm(len(episodes), generator=torch.Generator().manual_seed(seed))]
+        n_first = int(round(fraction * len(order)))
+        first = torch.isin(self.data["episode"], order[:n_first])
+        meta = dict(self.metadata)
+        return (
+            TransitionDataset(self.data[first], {**meta, "split": f"first {fraction}"}),
+            TransitionDataset(self.data[~first], {**meta, "split": f"rest {1 - fraction:.2f}"}),
+        )
+
+    def trajectories(self) -> list[torch.Tensor]:
+        """Row indices of each trajectory, in step order."""
+        order = torch.argsort(self.data["episode"] * (int(self.data["step"].max()) + 1) + self.data["step"])
+        _, counts = torch.unique_consecutive(self.data["episode"][order], return_counts=True)
+        return list(torch.split(order, counts.tolist()))
+
+    def has_trajectories(self) -> bool:
+        return len(self) > 0 and int(self.data["step"].max()) > 0
+
+    def concat(self, other: TransitionDataset) -> TransitionDataset:
+        """Rows of both; `other`'s episodes are renumbered after this one's."""
+        shifted = other.data.clone()
+        offset = int(self.data["episode"].max()) + 1 if len(self) else 0
+        shifted["episode"] = shifted["episode"] + offset
+        return TransitionDataset(torch.cat([self.data, shifted]), dict(self.metadata))
+
+    # ----------------------------------------------------------------- disk
+    def save(self, path: str | Path) -> Path:
+        """Write atomically to the directory `path` (replacing an older dataset there)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.data.memmap(tmp / "rows")
+            meta = {**self.metadata, "size": len(self), "fields": list(FIELDS)}
+            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TransitionDataset:
+        path = Path(path)
+        if not (path / METADATA_FILE).is_file():
+            raise ObjmmError(f"{path} is not an objmm dataset (no {METADATA_FILE})")
+        metadata = json.loads((path / METADATA_FILE).read_text())
+        data = TensorDict.load_memmap(path / "rows").to_tensordict()
+        metadata.pop("size", None)
+        metadata.pop("fields", None)
+        dataset = cls(data, metadata)
+        dataset.validate(get_task(dataset.env_id))
+        return dataset

@@ -1,0 +1,101 @@
+"""The PETS cartpole swing-up (REFERENCE.md), its batched torch reward and model preprocessing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from gymnasium.spaces import Box
+
+from objmm.envs.task import Task
+
+ENV_ID = "objmm/PETSCartpole-v0"
+POLE_LENGTH = 0.6
+_ASSET = Path(__file__).parent / "assets" / "pets_cartpole.xml"
+
+
+def cartpole_reward(next_obs: torch.Tensor, action: torch.Tensor, x_goal: float = 0.0) -> torch.Tensor:
+    """PETS cartpole reward. next_obs [..., 4] = [x, theta, x_dot, theta_dot], action [..., 1] -> [...]."""
+    assert next_obs.shape[-1] == 4 and action.shape[-1] == 1, (next_obs.shape, action.shape)
+    x, theta = next_obs[..., 0], next_obs[..., 1]
+    tip_x = x - POLE_LENGTH * torch.sin(theta)
+    tip_z = -POLE_LENGTH * torch.cos(theta)
+    dist2 = (tip_x - x_goal) ** 2 + (tip_z - POLE_LENGTH) ** 2
+    return torch.exp(-dist2 / POLE_LENGTH**2) - 0.01 * (action**2).sum(-1)
+
+
+def cartpole_model_inputs(obs: torch.Tensor) -> torch.Tensor:
+    """[x, theta, x_dot, theta_dot] [..., 4] -> [sin theta, cos theta, x, x_dot, theta_dot] [..., 5]."""
+    theta = obs[..., 1:2]
+    return torch.cat([torch.sin(theta), torch.cos(theta), obs[..., :1], obs[..., 2:]], dim=-1)
+
+
+class PETSCartpoleEnv(MujocoEnv):
+    """Cart on a rail with a free pole hanging down at theta = 0; swing it up over x_goal.
+
+    Observation [x, theta, x_dot, theta_dot]; action: motor force in [-3, 3] (gear 100);
+    200 steps of 0.04 s (two RK4 steps of 0.02 s), no termination.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"], "render_fps": 25}
+
+    def __init__(self, x_goal: float = 0.0, reset_noise_scale: float = 0.1, **kwargs):
+        observation_space = Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
+        super().__init__(str(_ASSET), frame_skip=2, observation_space=observation_space, **kwargs)
+        self.x_goal = float(x_goal)
+        self.reset_noise_scale = reset_noise_scale
+
+    def _get_obs(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float64)
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(1), -3.0, 3.0)
+        self.do_simulation(action, self.frame_skip)
+        obs = self._get_obs()
+        reward = float(cartpole_reward(torch.from_numpy(obs), torch.from_numpy(action), self.x_goal))
+        if self.render_mode == "human":
+            self.render()
+        return obs, reward, False, False, {}
+
+    def reset_model(self) -> np.ndarray:
+        noise = self.reset_noise_scale
+        qpos = self.init_qpos + self.np_random.normal(0.0, noise, size=self.model.nq)
+        qvel = self.init_qvel + self.np_random.normal(0.0, noise, size=self.model.nv)
+        self.set_state(qpos, qvel)
+        return self._get_obs()
+
+    # The two conversions below let generators and the true-simulator planner set and read the
+    # physics for batches of observations [..., 4]; the cartpole's observation is its whole state.
+    @staticmethod
+    def state_from_observation(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """obs [..., 4] -> (qpos [..., 2], qvel [..., 2])."""
+        return obs[..., :2], obs[..., 2:]
+
+    @staticmethod
+    def observation_from_state(
+        qpos_before: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, dt: float
+    ) -> np.ndarray:
+        """(qpos, qvel) after a step [..., 2] each -> obs [..., 4]."""
+        return np.concatenate([qpos, qvel], axis=-1)
+
+
+TASK = Task(
+    env_id=ENV_ID,
+    obs_dim=4,
+    action_dim=1,
+    action_low=-3.0,
+    action_high=3.0,
+    episode_steps=200,
+    reward_fn=cartpole_reward,
+    model_inputs=cartpole_model_inputs,
+    model_input_dim=5,
+    delta_targets=(True, True, True, True),
+    # x, theta, x_dot, theta_dot: wide enough to hold an expert swing-up (docs/datasets.md).
+    state_low=(-1.5, -math.pi, -4.0, -12.0),
+    state_high=(1.5, math.pi, 4.0, 12.0),
+    periodic_dims=(1,),
+)
+ENV_CLASS = PETSCartpoleEnv

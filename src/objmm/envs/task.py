@@ -1,0 +1,65 @@
+"""What a model, a planner and a dataset generator need to know about one environment.
+
+A `Task` is data, not behaviour: the cartpole and the half cheetah differ only in the values
+they put here (reward, model input preprocessing, which outputs are deltas, the state box
+used for grid and sampled data), so the rest of objmm never branches on the env.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from objmm.errors import ObjmmError
+
+
+@dataclass(frozen=True)
+class Task:
+    env_id: str
+    obs_dim: int
+    action_dim: int
+    action_low: float
+    action_high: float
+    episode_steps: int
+    #: (next_obs [..., O], action [..., A], **env_kwargs) -> reward [...]
+    reward_fn: Callable[..., torch.Tensor]
+    #: obs [..., O] -> model features [..., F] (PETS's input preprocessing)
+    model_inputs: Callable[[torch.Tensor], torch.Tensor]
+    model_input_dim: int
+    #: per observation entry: the model predicts its change (True) or its next value (False)
+    delta_targets: tuple[bool, ...]
+    #: observation box [low, high] per entry, covering the task, for grid and sampled datasets
+    state_low: tuple[float, ...]
+    state_high: tuple[float, ...]
+    #: observation entries that are angles (grid data slices them without repeating -pi and pi)
+    periodic_dims: tuple[int, ...] = ()
+
+    def reward(self, **env_kwargs) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The batched torch reward of the env made with `env_kwargs` (e.g. x_goal)."""
+        return partial(self.reward_fn, **env_kwargs)
+
+    def action_bounds(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        low = torch.full((self.action_dim,), self.action_low, device=device)
+        return low, torch.full((self.action_dim,), self.action_high, device=device)
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> None:
+    _TASKS[task.env_id] = task
+
+
+def get_task(env_id: str) -> Task:
+    """The task of a registered objmm env id; a clear error names the known ones otherwise."""
+    try:
+        return _TASKS[env_id]
+    except KeyError:
+        raise ObjmmError(f"unknown env id {env_id!r}; known: {', '.join(sorted(_TASKS))}") from None
+
+
+def known_env_ids() -> list[str]:
+    return sorted(_TASKS)

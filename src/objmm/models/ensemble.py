@@ -1,0 +1,79 @@
+"""A batched ensemble MLP: every layer is one batched matmul over `[members, batch, features]`."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Prediction(NamedTuple):
+    """mean [E, B, D]; logvar [E, B, D] for a probabilistic model, None for a deterministic one."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor | None
+
+
+class EnsembleLinear(nn.Module):
+    """`members` independent linear layers. weight [E, in, out], bias [E, 1, out]."""
+
+    def __init__(self, members: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
+        # PETS's initialisation: truncated normal with std 1 / (2 sqrt(fan_in)).
+        std = 1.0 / (2.0 * math.sqrt(in_features))
+        nn.init.trunc_normal_(self.weight, std=std, a=-2 * std, b=2 * std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [E, B, in] -> [E, B, out]; x [B, in] is shared by every member (broadcast, no copy)."""
+        if x.dim() == 2:
+            return torch.matmul(x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """`depth` hidden layers of `width` SiLU units, per member.
+
+    Probabilistic: the output holds mean and log-variance, the latter softly bounded by learned
+    `max_logvar` / `min_logvar` (PETS). Deterministic: the output is the mean only.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        members: int = 5,
+        width: int = 200,
+        depth: int = 2,
+        probabilistic: bool = True,
+    ):
+        super().__init__()
+        self.members, self.out_dim, self.probabilistic = members, out_dim, probabilistic
+        sizes = [in_dim] + [width] * depth
+        self.hidden = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.head = EnsembleLinear(members, width, out_dim * (2 if probabilistic else 1))
+        if probabilistic:
+            self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))
+            self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0))
+
+    def forward(self, x: torch.Tensor) -> Prediction:
+        """x [E, B, in] or [B, in] -> Prediction with [E, B, out] tensors."""
+        for layer in self.hidden:
+            x = F.silu(layer(x))
+        out = self.head(x)
+        if not self.probabilistic:
+            return Prediction(out, None)
+        mean, raw = out.split(self.out_dim, dim=-1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return Prediction(mean, logvar)
+
+    def logvar_bound_penalty(self) -> torch.Tensor:
+        """PETS's term that keeps the learned log-variance bounds tight (0 if deterministic)."""
+        if not self.probabilistic:
+            return torch.zeros((), device=self.head.weight.device)
+        return 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())

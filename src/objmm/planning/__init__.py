@@ -1,0 +1,8 @@
+"""Model-predictive control: the torchrl model env, the CEM planner, real-env episodes."""
+
+from objmm.planning.cem import CEMConfig, CEMPlanner
+from objmm.planning.episodes import run_episodes
+from objmm.planning.model_env import ModelEnv
+from objmm.planning.simulator import SimulatorDynamics
+
+__all__ = ["CEMConfig", "CEMPlanner", "ModelEnv", "SimulatorDynamics", "run_episodes"]

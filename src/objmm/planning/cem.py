@@ -1,0 +1,90 @@
+"""PETS's cross-entropy-method MPC planner, as a torchrl policy over TensorDicts.
+
+Each call plans for a batch of N states at once (N parallel episodes): N x population action
+sequences are rolled through the dynamics as one batch, scored with the known reward, and the
+first action of the final mean is returned. The solution, shifted by one step, is the next call's
+initial mean (warm start). torchrl's stock `CEMPlanner` has neither warm start nor action
+bounds and steps a TensorDict per horizon step (1.35x slower than plain tensors here), so
+`planning` below is written as plain batched tensor ops on `env.dynamics` / `env.reward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.modules.planners import MPCPlannerBase
+
+from objmm.planning.model_env import ModelEnv
+
+
+@dataclass
+class CEMConfig:
+    """CEM settings. Table 1: cartpole 25/400/40/5, half cheetah 30/500/50/5."""
+
+    horizon: int = 25
+    population: int = 400
+    elites: int = 40
+    iterations: int = 5
+    #: weight of the previous mean/variance in each CEM update (PETS: 0.1)
+    alpha: float = 0.1
+
+    def __post_init__(self):
+        if not 0 < self.elites <= self.population:
+            raise ValueError(f"CEM needs 0 < elites <= population, got {self.elites} and {self.population}")
+
+
+class CEMPlanner(MPCPlannerBase):
+    def __init__(self, env: ModelEnv, config: CEMConfig | None = None):
+        super().__init__(env, action_key="action")
+        self.config = config or CEMConfig()
+        self.register_buffer("low", env.action_spec.space.low.clone())
+        self.register_buffer("high", env.action_spec.space.high.clone())
+        self._mean: torch.Tensor | None = None  # warm start [N, H, A]
+
+    def reset(self) -> None:
+        """Forget the warm start (call at the start of each batch of episodes)."""
+        self._mean = None
+
+    def planning(self, tensordict: TensorDictBase) -> torch.Tensor:
+        obs = tensordict["observation"]
+        batch_shape = obs.shape[:-1]
+        actions = self.plan(obs.reshape(-1, obs.shape[-1]))
+        return actions.reshape(*batch_shape, -1)
+
+    @torch.no_grad()
+    def plan(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [N, O] -> first action [N, A] of the best action sequence for each row."""
+        cfg = self.config
+        n, horizon = obs.shape[0], cfg.horizon
+        low, high = self.low, self.high
+        mid = (low + high) / 2
+        if self._mean is None or self._mean.shape[0] != n:
+            self._mean = mid.expand(n, horizon, -1).clone()
+        mean = self._mean
+        var = ((high - low) / 4).square().expand_as(mean)
+        for _ in range(cfg.iterations):
+            # keep 2 standard deviations inside the action bounds (PETS)
+            bound_var = torch.minimum((mean - low) / 2, (high - mean) / 2).square()
+            std = torch.minimum(var, bound_var).sqrt()
+            noise = torch.nn.init.trunc_normal_(
+                torch.empty(n, cfg.population, *mean.shape[1:], device=obs.device), a=-2.0, b=2.0
+            )
+            candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise  # [N, P, H, A]
+            returns = self.evaluate(obs, candidates)  # [N, P]
+            top = returns.topk(cfg.elites, dim=1).indices
+            elites = candidates.gather(1, top[:, :, None, None].expand(-1, -1, *mean.shape[1:]))
+            mean = cfg.alpha * mean + (1 - cfg.alpha) * elites.mean(1)
+            var = cfg.alpha * var + (1 - cfg.alpha) * elites.var(1, unbiased=False)
+        self._mean = torch.cat([mean[:, 1:], mid.expand(n, 1, -1)], dim=1)
+        return mean[:, 0]
+
+    def evaluate(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """Sum of rewards of each candidate sequence: obs [N, O], candidates [N, P, H, A] -> [N, P]."""
+        n, p, horizon, _ = candidates.shape
+        start = obs.unsqueeze(1).expand(n, p, obs.shape[-1]).reshape(n * p, -1)
+        flat = candidates.reshape(n * p, horizon, -1)
+        total = self.env.reward(self.env.predict_trajectory(start, flat), flat).sum(-1)
+        # a model that predicts NaN/inf makes that candidate the worst, not the planner crash
+        return torch.nan_to_num(total, nan=-1e9, posinf=-1e9, neginf=-1e9).view(n, p)

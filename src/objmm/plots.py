@@ -1,0 +1,54 @@
+"""Figures, written atomically (a temporary file renamed into place)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure_atomically(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def plot_reward_and_nll(
+    reward_epochs: Sequence[int],
+    reward_mean: Sequence[float],
+    reward_std: Sequence[float],
+    nll_epochs: Sequence[int],
+    nll: Sequence[float],
+    path: Path,
+    nll_label: str = "validation NLL",
+    title: str = "",
+) -> Path:
+    """Episode reward (mean ± std) and validation NLL against training epoch (the paper's Fig. 4)."""
+    fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
+    mean = list(reward_mean)
+    low = [m - s for m, s in zip(mean, reward_std, strict=True)]
+    high = [m + s for m, s in zip(mean, reward_std, strict=True)]
+    ax_reward.plot(reward_epochs, mean, "o-", color="tab:blue", label="episode reward")
+    ax_reward.fill_between(reward_epochs, low, high, color="tab:blue", alpha=0.2)
+    ax_reward.set_xlabel("training epoch")
+    ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_nll = ax_reward.twinx()
+    ax_nll.plot(nll_epochs, nll, "-", color="tab:red", label=nll_label)
+    ax_nll.set_ylabel(nll_label, color="tab:red")
+    if title:
+        ax_reward.set_title(title)
+    return save_figure_atomically(fig, path)

@@ -1,0 +1,132 @@
+"""A Lightning Callback that measures the controller's real episode reward while a model trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.loggers import WandbLogger
+
+from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, run_episodes
+from objmm.plots import plot_reward_and_nll
+
+
+def run_directory(trainer: L.Trainer) -> Path:
+    """Where a run's own files go: the W&B run's files folder, else the trainer's log dir."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            return Path(logger.experiment.dir)
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class EpisodeRewardCallback(L.Callback):
+    """Every `every_n_epochs`, run `episodes` CEM-MPC episodes with the current model in the real env.
+
+    Logs `reward/mean` and `reward/std` beside the validation metrics; remembers the epochs of
+    best reward and best `monitor` (validation NLL), logs both at the end of fit and saves a
+    figure of reward and `monitor` against epoch in the run directory (and to W&B).
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 5,
+        episodes: int = 10,
+        cem: CEMConfig | None = None,
+        monitor: str = "val/nll",
+        seed: int = 0,
+        env_kwargs: dict | None = None,
+        figure_name: str = "reward_vs_nll.png",
+    ):
+        super().__init__()
+        self.every_n_epochs, self.episodes, self.cem = every_n_epochs, episodes, cem or CEMConfig()
+        self.monitor, self.seed, self.env_kwargs, self.figure_name = (
+            monitor,
+            seed,
+            dict(env_kwargs or {}),
+            figure_name,
+        )
+        self.reward_history: list[tuple[int, float, float]] = []  # (epoch, mean, std)
+        self.monitor_history: list[tuple[int, float]] = []  # (epoch, value)
+        self.figure_path: Path | None = None
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, pl_module: L.LightningModule) -> np.ndarray:
+        """Episode rewards [episodes] of the CEM controller using `pl_module.model`."""
+        model = pl_module.model
+        env = ModelEnv(
+            model.task, model.predict_next, model.task.reward(**self.env_kwargs), device=pl_module.device
+        )
+        planner = CEMPlanner(env, self.cem)
+        was_training = model.training
+        model.eval()
+        try:
+            return run_episodes(
+                model.task.env_id,
+                planner,
+                self.episodes,
+                seed=self.seed,
+                device=pl_module.device,
+                **self.env_kwargs,
+            )
+        finally:
+            model.train(was_training)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if self.monitor in trainer.callback_metrics:
+            self.monitor_history.append((epoch, float(trainer.callback_metrics[self.monitor])))
+        last = epoch + 1 == trainer.max_epochs
+        if (epoch + 1) % self.every_n_epochs and not last:
+            return
+        rewards = self.evaluate(pl_module)
+        self.reward_history.append((epoch, float(rewards.mean()), float(rewards.std())))
+        pl_module.log_dict({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std())})
+        print(
+            f"epoch {epoch}: episode reward {rewards.mean():.1f} ± {rewards.std():.1f} over {self.episodes} episodes"
+        )
+
+    # ----------------------------------------------------------------- summary
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.reward_history:
+            epoch, mean, _ = max(self.reward_history, key=lambda row: row[1])
+            out.update({"summary/best_reward": mean, "summary/best_reward_epoch": epoch})
+        if self.monitor_history:
+            epoch, value = min(self.monitor_history, key=lambda row: row[1])
+            out.update({"summary/best_monitor": value, "summary/best_monitor_epoch": epoch})
+        return out
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        summary = self.summary()
+        if not summary or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.log_metrics(summary, step=trainer.global_step)
+        print("  ".join(f"{k.removeprefix('summary/')}={v:.4g}" for k, v in summary.items()))
+        if not self.reward_history:
+            return
+        epochs, means, stds = zip(*self.reward_history, strict=True)
+        nll_epochs, nll = zip(*self.monitor_history, strict=True) if self.monitor_history else ((), ())
+        self.figure_path = plot_reward_and_nll(
+            epochs,
+            means,
+            stds,
+            nll_epochs,
+            nll,
+            run_directory(trainer) / self.figure_name,
+            nll_label=self.monitor,
+            title=pl_module.model.task.env_id,
+        )
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="reward_vs_nll", images=[str(self.figure_path)])
+        print(f"figure: {self.figure_path}")
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        return {"reward_history": self.reward_history, "monitor_history": self.monitor_history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.reward_history = [tuple(row) for row in state_dict["reward_history"]]
+        self.monitor_history = [tuple(row) for row in state_dict["monitor_history"]]
