@@ -56,8 +56,18 @@ def main(args: list[str] | None = None) -> None:
             args=args,
         )
     except ObjmmError as error:
+        _finish_wandb(exit_code=2)
         print(f"objmm: error: {error}", file=sys.stderr)
         sys.exit(2)
+    _finish_wandb(exit_code=0)
+
+
+def _finish_wandb(exit_code: int) -> None:
+    """Close the W&B run so its offline files are complete when objmm returns (also when called in-process)."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
 
 
 __all__ = ["ObjmmCLI", "WandbLogger", "main"]

@@ -54,9 +54,7 @@ class TransitionDataset:
             action=torch.as_tensor(action, dtype=torch.float32),
             next_obs=torch.as_tensor(next_obs, dtype=torch.float32),
             episode=torch.arange(n) if episode is None else torch.as_tensor(episode, dtype=torch.int64),
-            step=torch.zeros(n, dtype=torch.int64)
-            if step is None
-            else torch.as_tensor(step, dtype=torch.int64),
+            step=torch.zeros(n, dtype=torch.int64) if step is None else torch.as_tensor(step, dtype=torch.int64),
             batch_size=[n],
         )
         dataset = cls(data, {"env_id": env_id, **metadata})
@@ -77,9 +75,7 @@ class TransitionDataset:
     def validate(self, task: Task) -> None:
         """Raise a one-line ObjmmError if the rows do not fit `task` or hold NaN/inf."""
         if self.metadata.get("env_id") not in (None, task.env_id):
-            raise ObjmmError(
-                f"dataset {self.name!r} was made for {self.metadata['env_id']}, not {task.env_id}"
-            )
+            raise ObjmmError(f"dataset {self.name!r} was made for {self.metadata['env_id']}, not {task.env_id}")
         expected = {"obs": task.obs_dim, "action": task.action_dim, "next_obs": task.obs_dim}
         for key, dim in expected.items():
             if key not in self.data.keys():

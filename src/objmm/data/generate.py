@@ -9,9 +9,7 @@ from objmm.data.dataset import TransitionDataset
 from objmm.envs import get_task, make_env
 
 
-def step_from_observations(
-    env_id: str, obs: torch.Tensor, actions: torch.Tensor, **env_kwargs
-) -> torch.Tensor:
+def step_from_observations(env_id: str, obs: torch.Tensor, actions: torch.Tensor, **env_kwargs) -> torch.Tensor:
     """Set the simulator to each observation [N, O], apply the action [N, A], return next obs [N, O]."""
     env = make_env(env_id, **env_kwargs).unwrapped
     env.reset(seed=0)
@@ -53,9 +51,7 @@ def grid_dataset(env_id: str, points: int = 7, **env_kwargs) -> TransitionDatase
     )
 
 
-def random_rollouts(
-    env_id: str, episodes: int, horizon: int, seed: int = 0, **env_kwargs
-) -> TransitionDataset:
+def random_rollouts(env_id: str, episodes: int, horizon: int, seed: int = 0, **env_kwargs) -> TransitionDataset:
     """`episodes` rollouts of `horizon` uniformly random actions, each from the env's reset state."""
     task = get_task(env_id)
     env = make_env(env_id, **env_kwargs)

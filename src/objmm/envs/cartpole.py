@@ -75,9 +75,7 @@ class PETSCartpoleEnv(MujocoEnv):
         return obs[..., :2], obs[..., 2:]
 
     @staticmethod
-    def observation_from_state(
-        qpos_before: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, dt: float
-    ) -> np.ndarray:
+    def observation_from_state(qpos_before: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, dt: float) -> np.ndarray:
         """(qpos, qvel) after a step [..., 2] each -> obs [..., 4]."""
         return np.concatenate([qpos, qvel], axis=-1)
 

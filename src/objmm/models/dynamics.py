@@ -15,9 +15,7 @@ from objmm.models.ensemble import EnsembleMLP, Prediction
 
 
 class DynamicsModel(nn.Module):
-    def __init__(
-        self, env_id: str, members: int = 5, width: int = 200, depth: int = 2, probabilistic: bool = True
-    ):
+    def __init__(self, env_id: str, members: int = 5, width: int = 200, depth: int = 2, probabilistic: bool = True):
         super().__init__()
         self.task = get_task(env_id)
         in_dim = self.task.model_input_dim + self.task.action_dim

@@ -54,7 +54,7 @@ class EnsembleMLP(nn.Module):
         super().__init__()
         self.members, self.out_dim, self.probabilistic = members, out_dim, probabilistic
         sizes = [in_dim] + [width] * depth
-        self.hidden = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.head = EnsembleLinear(members, width, out_dim * (2 if probabilistic else 1))
         if probabilistic:
             self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))

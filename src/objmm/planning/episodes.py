@@ -29,9 +29,7 @@ def run_episodes(
     obs, _ = envs.reset(seed=seed)
     totals = np.zeros(episodes)
     for _ in range(steps):
-        td = TensorDict(
-            observation=torch.as_tensor(obs, dtype=torch.float32, device=device), batch_size=[episodes]
-        )
+        td = TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32, device=device), batch_size=[episodes])
         action = policy(td)["action"].detach().cpu().numpy()
         obs, reward, _, _, _ = envs.step(action)
         totals += reward

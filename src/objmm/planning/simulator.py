@@ -51,7 +51,5 @@ class SimulatorDynamics:
         after = out[:, self.frame_skip - 1 :: self.frame_skip]  # physics state at the end of each env step
         qpos_after = after[..., self.qpos_slice]
         qpos_before = np.concatenate([qpos[:, None], qpos_after[:, :-1]], axis=1)
-        next_obs = self.env_class.observation_from_state(
-            qpos_before, qpos_after, after[..., self.qvel_slice], self.dt
-        )
+        next_obs = self.env_class.observation_from_state(qpos_before, qpos_after, after[..., self.qvel_slice], self.dt)
         return torch.as_tensor(next_obs, dtype=obs.dtype, device=obs.device)

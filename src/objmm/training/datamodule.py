@@ -116,9 +116,7 @@ class TransitionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> EnsembleBatches:
         # one iterable for the whole fit: each epoch (each iter) draws new bootstraps from its generator
-        return EnsembleBatches(
-            self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, self.seed
-        )
+        return EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, self.seed)
 
     def val_dataloader(self) -> list[FixedBatches]:
         loaders = []

@@ -54,9 +54,7 @@ class EpisodeRewardCallback(L.Callback):
     def evaluate(self, pl_module: L.LightningModule) -> np.ndarray:
         """Episode rewards [episodes] of the CEM controller using `pl_module.model`."""
         model = pl_module.model
-        env = ModelEnv(
-            model.task, model.predict_next, model.task.reward(**self.env_kwargs), device=pl_module.device
-        )
+        env = ModelEnv(model.task, model.predict_next, model.task.reward(**self.env_kwargs), device=pl_module.device)
         planner = CEMPlanner(env, self.cem)
         was_training = model.training
         model.eval()
@@ -82,9 +80,7 @@ class EpisodeRewardCallback(L.Callback):
         rewards = self.evaluate(pl_module)
         self.reward_history.append((epoch, float(rewards.mean()), float(rewards.std())))
         pl_module.log_dict({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std())})
-        print(
-            f"epoch {epoch}: episode reward {rewards.mean():.1f} ± {rewards.std():.1f} over {self.episodes} episodes"
-        )
+        print(f"epoch {epoch}: episode reward {rewards.mean():.1f} ± {rewards.std():.1f} over {self.episodes} episodes")
 
     # ----------------------------------------------------------------- summary
     def summary(self) -> dict[str, float]:

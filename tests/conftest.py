@@ -1,0 +1,21 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+CARTPOLE = "objmm/PETSCartpole-v0"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run inside a fresh directory (runs/, data/ land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,108 @@
+"""End-to-end `objmm fit` on tiny configs, and the one-line errors for bad input."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from objmm.cli import main
+from objmm.data import TransitionDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+def fit(*extra: str) -> None:
+    main(["fit", "--config", TINY, *extra])
+
+
+def error_of(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code not in (0, None)
+    return capsys.readouterr().err.strip()
+
+
+def test_tiny_fit_writes_an_offline_wandb_run_with_reward_and_figure(in_tmp):
+    fit()
+    runs = list((in_tmp / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    log = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for metric in (b"reward/mean", b"val/nll", b"random/nll", b"train/loss", b"summary/best_reward_epoch"):
+        assert metric in log
+    files = runs[0] / "files"
+    assert (files / "reward_vs_nll.png").stat().st_size > 10_000
+    assert list((files / "media" / "images").glob("reward_vs_nll_*.png"))
+    assert "EpisodeRewardCallback" in (files / "objmm_config.yaml").read_text()
+    assert list((in_tmp / "runs").glob("objmm-tests/*/checkpoints/*.ckpt"))
+
+
+def test_fit_resumes_from_a_checkpoint(in_tmp, capsys):
+    fit()
+    checkpoint = next((in_tmp / "runs").glob("objmm-tests/*/checkpoints/*.ckpt"))
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["epoch"] == 1
+    fit("--trainer.max_epochs", "3", "--ckpt_path", str(checkpoint))
+    out = capsys.readouterr().out
+    assert "epoch 2: episode reward" in out and "epoch 0: episode reward" in out.split("epoch 2")[0]
+
+
+def test_objective_is_chosen_by_class_path(in_tmp):
+    fit("--model.objective", "objmm.objectives.MSE", "--trainer.max_epochs", "1")
+
+
+def test_unknown_env_id(in_tmp, capsys):
+    err = error_of(capsys, "fit", "--config", TINY, "--data.env_id", "objmm/Nope-v0")
+    assert err.splitlines()[-1].startswith("objmm: error: unknown env id 'objmm/Nope-v0'")
+
+
+def test_unknown_config_key(in_tmp, capsys):
+    err = error_of(capsys, "fit", "--config", TINY, "--model.widht", "3")
+    assert "widht" in err.splitlines()[-1]
+
+
+def test_nll_on_a_deterministic_model(in_tmp, capsys):
+    err = error_of(
+        capsys,
+        "fit",
+        "--config",
+        TINY,
+        "--model.probabilistic",
+        "false",
+        "--model.objective",
+        "objmm.objectives.GaussianNLL",
+    )
+    assert err == "objmm: error: objective GaussianNLL needs a probabilistic model; set model.probabilistic: true"
+
+
+def bad_dataset(path: Path, obs: torch.Tensor) -> str:
+    n = obs.shape[0]
+    rows = TensorDict(
+        obs=obs,
+        action=torch.zeros(n, 1),
+        next_obs=torch.zeros(n, 4),
+        episode=torch.arange(n),
+        step=torch.zeros(n),
+        batch_size=[n],
+    )
+    TransitionDataset(rows, {"env_id": "objmm/PETSCartpole-v0", "name": "bad"}).save(path)
+    return str(path)
+
+
+def test_dataset_with_the_wrong_shape(in_tmp, capsys):
+    path = bad_dataset(in_tmp / "bad", torch.zeros(50, 3))
+    err = error_of(capsys, "fit", "--config", TINY, "--data.train", path)
+    assert err == "objmm: error: dataset 'bad': obs has shape [50, 3], but objmm/PETSCartpole-v0 needs [N, 4]"
+
+
+def test_dataset_with_nan(in_tmp, capsys):
+    obs = torch.zeros(50, 4)
+    obs[7, 1] = float("nan")
+    err = error_of(capsys, "fit", "--config", TINY, "--data.train", bad_dataset(in_tmp / "nan", obs))
+    assert err == "objmm: error: dataset 'bad': obs holds NaN or inf (first at row 7)"
+
+
+def test_a_diverging_loss_stops_the_run(in_tmp, capsys):
+    err = error_of(capsys, "fit", "--config", TINY, "--model.lr", "1e30")
+    assert err.startswith("objmm: error: the nll loss became") and "lower model.lr" in err

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+from tensordict import TensorDict
+
+from objmm.envs import get_task
+from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, SimulatorDynamics, run_episodes
+
+CARTPOLE = "objmm/PETSCartpole-v0"
+TASK = get_task(CARTPOLE)
+
+
+def still(obs, action):
+    return obs
+
+
+def planner_for(reward, config=None, dynamics=still):
+    return CEMPlanner(ModelEnv(TASK, dynamics, reward), config or CEMConfig(horizon=4, population=200, elites=20))
+
+
+def test_cem_finds_the_optimum_of_a_known_function():
+    # reward -(a - 1.3)^2 at every step: the best sequence is 1.3 throughout
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.3) ** 2))
+    action = planner.plan(torch.zeros(1, 4))
+    assert action.item() == pytest.approx(1.3, abs=0.05)
+
+
+def test_each_row_of_the_batch_gets_its_own_optimum():
+    # the optimum depends on the state: a* = obs[0]
+    planner = planner_for(lambda obs, a: -((a[..., 0] - obs[..., 0]) ** 2))
+    targets = torch.tensor([-2.0, -0.5, 0.0, 1.0, 1.8])
+    obs = torch.zeros(5, 4)
+    obs[:, 0] = targets
+    assert torch.allclose(planner.plan(obs)[:, 0], targets, atol=0.08)
+
+
+def test_actions_stay_inside_the_bounds():
+    planner = planner_for(lambda obs, a: a[..., 0] * 10)  # wants +infinity
+    for _ in range(3):  # PETS keeps 2 std inside the bounds, so the mean creeps up to the bound over calls
+        td = planner(TensorDict(observation=torch.zeros(3, 4), batch_size=[3]))
+        assert td["action"].shape == (3, 1)
+        assert (td["action"] <= 3.0).all()
+    assert td["action"].min() > 2.7
+
+
+def test_warm_start_shifts_the_previous_solution():
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.0) ** 2))
+    planner.plan(torch.zeros(2, 4))
+    assert planner._mean.shape == (2, 4, 1)
+    assert torch.allclose(planner._mean[:, :-1], torch.ones(2, 3, 1), atol=0.1)
+    assert torch.equal(planner._mean[:, -1], torch.zeros(2, 1))  # the new last step starts mid-bounds
+    planner.reset()
+    assert planner._mean is None
+
+
+def test_planner_is_a_torchrl_policy_for_the_model_env():
+    env = ModelEnv(TASK, lambda o, a: o + 0.1, TASK.reward())
+    planner = CEMPlanner(env, CEMConfig(horizon=3, population=20, elites=4, iterations=2))
+    rollout = env.rollout(
+        4, policy=planner, tensordict=env.reset(TensorDict(observation=torch.zeros(2, 4), batch_size=[2]))
+    )
+    assert rollout.batch_size == (2, 4)
+    assert torch.allclose(rollout["next", "observation"][:, -1], torch.full((2, 4), 0.4))
+
+
+def test_nan_predictions_lose_instead_of_crashing():
+    planner = planner_for(lambda obs, a: torch.where(a[..., 0] > 0, torch.nan, -(a[..., 0] ** 2)))
+    assert torch.isfinite(planner.plan(torch.zeros(1, 4))).all()
+
+
+def test_simulator_dynamics_matches_the_env():
+    sim = SimulatorDynamics(CARTPOLE)
+    from objmm.data.generate import step_from_observations
+
+    obs, actions = torch.randn(20, 4), torch.rand(20, 3, 1) * 6 - 3
+    trajectory = sim.trajectory(obs, actions)
+    expected = obs
+    for t in range(3):
+        expected = step_from_observations(CARTPOLE, expected, actions[:, t]).float()
+        assert torch.allclose(trajectory[:, t], expected, atol=1e-4)
+
+
+def test_cem_with_the_true_simulator_swings_the_cartpole_up():
+    env = ModelEnv(TASK, SimulatorDynamics(CARTPOLE), TASK.reward())
+    planner = CEMPlanner(env, CEMConfig(horizon=25, population=100, elites=10, iterations=4))
+    rewards = run_episodes(CARTPOLE, planner, episodes=1, seed=0)
+    assert rewards.shape == (1,)
+    assert rewards[0] > 170
+
+
+def test_run_episodes_runs_a_batch_of_episodes_in_parallel():
+    calls = []
+
+    def policy(td):
+        calls.append(td.batch_size)
+        return td.set("action", torch.zeros(*td.batch_size, 1))
+
+    rewards = run_episodes(CARTPOLE, policy, episodes=4, seed=0, steps=10)
+    assert rewards.shape == (4,) and len(calls) == 10 and calls[0] == (4,)
+    assert np.all(rewards < 10 * np.exp(-3.5))  # hanging down, doing nothing
