@@ -15,6 +15,10 @@ from objmm.models.ensemble import EnsembleMLP, Prediction
 
 
 class DynamicsModel(nn.Module):
+    #: rows per network pass when planning on a CPU: a [members, 256, width] activation stays in
+    #: cache, which measured 1.7-2.3x faster than one pass over a whole CEM population (10k rows)
+    cpu_rows_per_pass = 256
+
     def __init__(self, env_id: str, members: int = 5, width: int = 200, depth: int = 2, probabilistic: bool = True):
         super().__init__()
         self.task = get_task(env_id)
@@ -42,10 +46,10 @@ class DynamicsModel(nn.Module):
     def _raw_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.task.model_inputs(obs), action], dim=-1)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> Prediction:
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, mean_only: bool = False) -> Prediction:
         """obs [(E,) B, O], action [(E,) B, A] -> Prediction of the targets, [E, B, O] each."""
         x = (self._raw_inputs(obs, action) - self.input_mean) / self.input_std
-        return self.net(x)
+        return self.net(x, mean_only=mean_only)
 
     def targets(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output: the change of delta entries, the value of the rest."""
@@ -61,4 +65,8 @@ class DynamicsModel(nn.Module):
         Every member sees the same rows in one batched pass; their mean predictions are averaged
         (PETS's expectation propagation, no particles).
         """
-        return self.next_obs(obs, self.forward(obs, action).mean.mean(0))
+        rows = self.cpu_rows_per_pass
+        if obs.device.type == "cpu" and obs.shape[0] > rows:
+            chunks = zip(obs.split(rows), action.split(rows), strict=True)
+            return torch.cat([self.predict_next(o, a) for o, a in chunks])
+        return self.next_obs(obs, self.forward(obs, action, mean_only=True).mean.mean(0))

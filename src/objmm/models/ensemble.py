@@ -60,13 +60,18 @@ class EnsembleMLP(nn.Module):
             self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))
             self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0))
 
-    def forward(self, x: torch.Tensor) -> Prediction:
-        """x [E, B, in] or [B, in] -> Prediction with [E, B, out] tensors."""
+    def forward(self, x: torch.Tensor, mean_only: bool = False) -> Prediction:
+        """x [E, B, in] or [B, in] -> Prediction with [E, B, out] tensors.
+
+        `mean_only` skips the log-variance (planning with expectation propagation needs only the mean).
+        """
         for layer in self.hidden:
             x = F.silu(layer(x))
         out = self.head(x)
         if not self.probabilistic:
             return Prediction(out, None)
+        if mean_only:
+            return Prediction(out[..., : self.out_dim], None)
         mean, raw = out.split(self.out_dim, dim=-1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)

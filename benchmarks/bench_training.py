@@ -1,0 +1,115 @@
+"""Training throughput: objmm's LightningModule under `Trainer.fit` vs a plain-torch loop.
+
+    python benchmarks/bench_training.py [--epochs 2] [--batch-size 32] [--width 200] [--device cpu]
+
+Both train the same PE model (same initial weights) on the same [members, batch] bootstrap
+batches of the cartpole grid data, with the same loss and Adam; validation is off on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import lightning as L
+import torch
+
+import objmm  # noqa: F401
+from objmm.training import DynamicsModule, TransitionDataModule
+from objmm.training.datamodule import EnsembleBatches
+
+
+class EpochTimer(L.Callback):
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def plain_epochs(module: DynamicsModule, batches: EnsembleBatches, epochs: int, device: str) -> list[float]:
+    model, objective = module.model.to(device), module.objective
+    optimizer = torch.optim.Adam(model.parameters(), lr=module.hparams.lr)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for batch in batches:
+            batch = batch.to(device)
+            prediction = model(batch["obs"], batch["action"])
+            target = model.targets(batch["obs"], batch["next_obs"])
+            loss = objective(prediction, target, batch).mean() + model.net.logvar_bound_penalty()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=200)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    data = TransitionDataModule(train="grid", batch_size=args.batch_size, ensemble_size=5)
+    data.setup()
+    module = DynamicsModule(members=5, width=args.width)
+    plain_module = copy.deepcopy(module)
+    rows = len(data.train_set) * args.epochs
+
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        callbacks=[timer],
+        max_epochs=args.epochs,
+        accelerator="gpu" if args.device.startswith("cuda") else "cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    t_lightning = time.perf_counter() - start
+
+    plain_module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
+    batches = EnsembleBatches(data.train_set.data, 5, args.batch_size, True, seed=0)
+    start = time.perf_counter()
+    plain_seconds = plain_epochs(plain_module, batches, args.epochs, args.device)
+    t_plain = time.perf_counter() - start
+    # steady state: epochs after the first (fit start-up, allocator warm-up excluded on both sides)
+    steady_lightning, steady_plain = sum(timer.seconds[1:]), sum(plain_seconds[1:])
+    steady_rows = len(data.train_set) * (args.epochs - 1)
+    print(
+        json.dumps(
+            {
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "batch_size": args.batch_size,
+                "width": args.width,
+                "rows": rows,
+                "lightning_rows_per_s": round(rows / t_lightning),
+                "plain_rows_per_s": round(rows / t_plain),
+                "ratio_lightning_time_over_plain": round(t_lightning / t_plain, 3),
+                "steady_lightning_rows_per_s": round(steady_rows / steady_lightning),
+                "steady_plain_rows_per_s": round(steady_rows / steady_plain),
+                "steady_ratio_lightning_over_plain": round(steady_lightning / steady_plain, 3),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
