@@ -61,7 +61,7 @@ def test_reward_at_known_states():
 
 
 @pytest.mark.parametrize("x_goal", [0.0, 0.7])
-def test_torch_reward_equals_env_reward(x_goal):
+def test_cartpole_torch_reward_equals_env_reward_for_any_goal(x_goal):
     env = make_env(CARTPOLE, x_goal=x_goal)
     env.reset(seed=1)
     rng = np.random.default_rng(0)
@@ -82,3 +82,67 @@ def test_model_inputs_are_sin_cos_x_xdot_thetadot():
 def test_unknown_env_id_is_a_clear_error():
     with pytest.raises(ObjmmError, match="unknown env id 'objmm/Nope-v0'.*PETSCartpole"):
         make_env("objmm/Nope-v0")
+
+
+HALF_CHEETAH = "objmm/PETSHalfCheetah-v0"
+
+
+def test_half_cheetah_reference_facts():
+    env = make_env(HALF_CHEETAH)
+    inner = env.unwrapped
+    assert env.spec.max_episode_steps == 1000
+    assert inner.dt == pytest.approx(0.05) and inner.frame_skip == 5
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (18,) and obs[0] == 0.0
+    assert np.abs(obs[1:]).max() < 0.01  # reset noise N(0, 0.001)
+    assert env.action_space.shape == (6,)
+
+
+def test_half_cheetah_first_entry_is_the_root_displacement_over_dt():
+    env = make_env(HALF_CHEETAH)
+    env.reset(seed=3)
+    inner = env.unwrapped
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x_before = inner.data.qpos[0]
+        obs = env.step(rng.uniform(-1, 1, 6))[0]
+        assert obs[0] == pytest.approx((inner.data.qpos[0] - x_before) / 0.05, abs=1e-12)
+        assert np.allclose(obs[1:9], inner.data.qpos[1:]) and np.allclose(obs[9:], inner.data.qvel)
+
+
+@pytest.mark.parametrize("env_id", [CARTPOLE, HALF_CHEETAH])
+def test_env_reward_is_the_task_torch_reward(env_id):
+    task = get_task(env_id)
+    env = make_env(env_id)
+    env.reset(seed=2)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        action = rng.uniform(task.action_low * 1.3, task.action_high * 1.3, size=task.action_dim)
+        obs, reward, *_ = env.step(action)
+        clipped = np.clip(action, task.action_low, task.action_high)
+        assert reward == pytest.approx(
+            task.reward_fn(torch.from_numpy(obs), torch.from_numpy(clipped)).item(), abs=1e-12
+        )
+
+
+def test_half_cheetah_model_inputs_and_targets():
+    from objmm.envs.half_cheetah import half_cheetah_model_inputs
+
+    obs = torch.arange(18.0).expand(3, 18)
+    features = half_cheetah_model_inputs(obs)
+    assert features.shape == (3, 18)
+    assert torch.allclose(features[0, :3], torch.tensor([1.0, math.sin(2.0), math.cos(2.0)]))
+    assert torch.equal(features[0, 3:], obs[0, 3:])
+    assert get_task(HALF_CHEETAH).delta_targets == (False,) + (True,) * 17
+
+
+@pytest.mark.parametrize("env_id", [CARTPOLE, HALF_CHEETAH])
+def test_state_conversions_round_trip(env_id):
+    env = make_env(env_id)
+    env.reset(seed=0)
+    inner = env.unwrapped
+    obs = env.step(env.action_space.sample())[0]
+    qpos, qvel = inner.state_from_observation(obs[None])
+    inner.set_state(qpos[0], qvel[0])
+    again = inner.observation_from_state(qpos, inner.data.qpos[None], inner.data.qvel[None], inner.dt)[0]
+    assert np.allclose(again[1:], obs[1:])

@@ -2,10 +2,10 @@
 
 import gymnasium
 
-from objmm.envs import cartpole
+from objmm.envs import cartpole, half_cheetah
 from objmm.envs.task import Task, get_task, known_env_ids, register_task
 
-for _module in (cartpole,):
+for _module in (cartpole, half_cheetah):
     register_task(_module.TASK)
     if _module.ENV_ID not in gymnasium.registry:
         gymnasium.register(

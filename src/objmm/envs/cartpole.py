@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
-from gymnasium.spaces import Box
 
+from objmm.envs.base import PETSMujocoEnv
 from objmm.envs.task import Task
 
 ENV_ID = "objmm/PETSCartpole-v0"
@@ -33,7 +32,7 @@ def cartpole_model_inputs(obs: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.sin(theta), torch.cos(theta), obs[..., :1], obs[..., 2:]], dim=-1)
 
 
-class PETSCartpoleEnv(MujocoEnv):
+class PETSCartpoleEnv(PETSMujocoEnv):
     """Cart on a rail with a free pole hanging down at theta = 0; swing it up over x_goal.
 
     Observation [x, theta, x_dot, theta_dot]; action: motor force in [-3, 3] (gear 100);
@@ -41,34 +40,22 @@ class PETSCartpoleEnv(MujocoEnv):
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"], "render_fps": 25}
+    asset = str(_ASSET)
+    frame_skip_steps = 2
+    reset_noise_default = 0.1
 
-    def __init__(self, x_goal: float = 0.0, reset_noise_scale: float = 0.1, **kwargs):
-        observation_space = Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
-        super().__init__(str(_ASSET), frame_skip=2, observation_space=observation_space, **kwargs)
-        self.x_goal = float(x_goal)
-        self.reset_noise_scale = reset_noise_scale
+    def __init__(self, x_goal: float = 0.0, reset_noise_scale: float | None = None, **kwargs):
+        super().__init__(reset_noise_scale, x_goal=x_goal, **kwargs)
 
-    def _get_obs(self) -> np.ndarray:
-        return np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float64)
+    @property
+    def x_goal(self) -> float:
+        return self.reward_kwargs["x_goal"]
 
-    def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(1), -3.0, 3.0)
-        self.do_simulation(action, self.frame_skip)
-        obs = self._get_obs()
-        reward = float(cartpole_reward(torch.from_numpy(obs), torch.from_numpy(action), self.x_goal))
-        if self.render_mode == "human":
-            self.render()
-        return obs, reward, False, False, {}
+    @classmethod
+    def reward_keywords(cls) -> tuple[str, ...]:
+        return ("x_goal",)
 
-    def reset_model(self) -> np.ndarray:
-        noise = self.reset_noise_scale
-        qpos = self.init_qpos + self.np_random.normal(0.0, noise, size=self.model.nq)
-        qvel = self.init_qvel + self.np_random.normal(0.0, noise, size=self.model.nv)
-        self.set_state(qpos, qvel)
-        return self._get_obs()
-
-    # The two conversions below let generators and the true-simulator planner set and read the
-    # physics for batches of observations [..., 4]; the cartpole's observation is its whole state.
+    # the cartpole's observation is its whole state
     @staticmethod
     def state_from_observation(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """obs [..., 4] -> (qpos [..., 2], qvel [..., 2])."""
@@ -92,8 +79,9 @@ TASK = Task(
     model_input_dim=5,
     delta_targets=(True, True, True, True),
     # x, theta, x_dot, theta_dot: wide enough to hold an expert swing-up (docs/datasets.md).
-    state_low=(-1.5, -math.pi, -4.0, -12.0),
-    state_high=(1.5, math.pi, 4.0, 12.0),
+    state_low=(-1.5, -math.pi, -5.0, -12.0),
+    state_high=(1.5, math.pi, 5.0, 12.0),
     periodic_dims=(1,),
 )
+PETSCartpoleEnv.task = TASK
 ENV_CLASS = PETSCartpoleEnv

@@ -114,6 +114,11 @@ class TransitionDataModule(L.LightningDataModule):
     def val_names(self) -> list[str]:
         return list(self.val_datasets)
 
+    def transfer_batch_to_device(self, batch: TensorDict, device: torch.device, dataloader_idx: int) -> TensorDict:
+        # A TensorDict moves itself in one call; Lightning's generic path walks it key by key
+        # (measured: 0.5 ms a step, a third of a small model's step time).
+        return batch.to(device, non_blocking=True)
+
     def train_dataloader(self) -> EnsembleBatches:
         # one iterable for the whole fit: each epoch (each iter) draws new bootstraps from its generator
         return EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, self.seed)

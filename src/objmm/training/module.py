@@ -52,11 +52,6 @@ class DynamicsModule(L.LightningModule):
                 f"step {self.global_step} ({where}); lower model.lr or check the data"
             )
 
-    def transfer_batch_to_device(self, batch: TensorDictBase, device: torch.device, dataloader_idx: int):
-        # A TensorDict moves itself in one call; Lightning's generic path walks it key by key
-        # (measured: 0.5 ms a step, a third of a small model's step time).
-        return batch.to(device, non_blocking=True)
-
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
         prediction = self.model(batch["obs"], batch["action"])
         target = self.model.targets(batch["obs"], batch["next_obs"])

@@ -1,0 +1,73 @@
+"""The PETS half cheetah (REFERENCE.md), its batched torch reward and model preprocessing."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import torch
+
+from objmm.envs.base import PETSMujocoEnv
+from objmm.envs.task import Task
+
+ENV_ID = "objmm/PETSHalfCheetah-v0"
+# The standard model; PETS's copy differs only in rendering details.
+_ASSET = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / "half_cheetah.xml"
+
+
+def half_cheetah_reward(next_obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Forward velocity minus 0.1 |a|^2. next_obs [..., 18], action [..., 6] -> [...]."""
+    assert next_obs.shape[-1] == 18 and action.shape[-1] == 6, (next_obs.shape, action.shape)
+    return next_obs[..., 0] - 0.1 * (action**2).sum(-1)
+
+
+def half_cheetah_model_inputs(obs: torch.Tensor) -> torch.Tensor:
+    """obs [..., 18] -> [obs[1], sin obs[2], cos obs[2], obs[3:]] [..., 18] (the x velocity is dropped)."""
+    angle = obs[..., 2:3]
+    return torch.cat([obs[..., 1:2], torch.sin(angle), torch.cos(angle), obs[..., 3:]], dim=-1)
+
+
+class PETSHalfCheetahEnv(PETSMujocoEnv):
+    """Observation [(x_after - x_before) / dt, qpos[1:] (8), qvel (9)]; 6 torques in [-1, 1];
+    1000 steps of 0.05 s (five 0.01 s steps), no termination."""
+
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"], "render_fps": 20}
+    asset = str(_ASSET)
+    frame_skip_steps = 5
+    reset_noise_default = 0.001
+
+    @staticmethod
+    def state_from_observation(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """obs [..., 18] -> (qpos [..., 9] with x = 0, qvel [..., 9]); x does not change the dynamics."""
+        qpos = np.concatenate([np.zeros_like(obs[..., :1]), obs[..., 1:9]], axis=-1)
+        return qpos, obs[..., 9:18]
+
+    @staticmethod
+    def observation_from_state(qpos_before: np.ndarray, qpos: np.ndarray, qvel: np.ndarray, dt: float) -> np.ndarray:
+        velocity = (qpos[..., :1] - qpos_before[..., :1]) / dt
+        return np.concatenate([velocity, qpos[..., 1:], qvel], axis=-1)
+
+
+# Box of the sampled dataset: velocities from PETS-scale running, angles from the joint limits.
+_JOINT_LOW = (-0.52, -0.785, -0.4, -1.0, -1.2, -0.5)
+_JOINT_HIGH = (1.05, 0.785, 0.785, 0.7, 0.87, 0.5)
+TASK = Task(
+    env_id=ENV_ID,
+    obs_dim=18,
+    action_dim=6,
+    action_low=-1.0,
+    action_high=1.0,
+    episode_steps=1000,
+    reward_fn=half_cheetah_reward,
+    model_inputs=half_cheetah_model_inputs,
+    model_input_dim=18,
+    delta_targets=(False,) + (True,) * 17,
+    # [x velocity, rootz, rooty, 6 joint angles, x/z/angular root velocities, 6 joint velocities]
+    state_low=(-2.0, -0.5, -math.pi, *_JOINT_LOW, -2.0, -5.0, -15.0) + (-30.0,) * 6,
+    state_high=(15.0, 0.5, math.pi, *_JOINT_HIGH, 15.0, 5.0, 15.0) + (30.0,) * 6,
+    periodic_dims=(2,),
+)
+PETSHalfCheetahEnv.task = TASK
+ENV_CLASS = PETSHalfCheetahEnv

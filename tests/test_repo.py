@@ -1,0 +1,49 @@
+"""The README's commands, CI, Docker and configs stay in step with each other."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from objmm.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README_COMMANDS = re.findall(r"^(python3 -m venv .*)$", (ROOT / "README.md").read_text(), re.M)
+
+
+def test_readme_starts_with_setup_plus_main_job_and_setup_plus_tests():
+    first_lines = (ROOT / "README.md").read_text().splitlines()[:8]
+    assert README_COMMANDS[0] in first_lines and README_COMMANDS[1] in first_lines
+    assert README_COMMANDS[0].endswith("objmm fit --config configs/cartpole_pe.yaml")
+    assert README_COMMANDS[1].endswith("python -m pytest")
+
+
+def test_ci_runs_the_readme_test_command():
+    assert README_COMMANDS[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_dockerfile_installs_like_the_readme_and_lints_clean():
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    pip_step = re.search(r"pip install [^&]*", README_COMMANDS[0]).group(0).strip()
+    assert f"RUN {pip_step}" in dockerfile
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(ROOT / "docker" / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_code_passes_ruff():
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ROOT / "configs" / config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "EpisodeRewardCallback" in capsys.readouterr().out
