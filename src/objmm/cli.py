@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import warnings
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -40,9 +43,57 @@ def wandb_offline_logger() -> dict:
     }
 
 
+def pets_main(argv: list[str]) -> None:
+    """`objmm pets --config X` / `objmm pets --resume RUN_DIR`."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from objmm.pets import CONFIG_FILE, check_run_dir, pets
+
+    parser = ArgumentParser(prog="objmm pets", description=pets.__doc__.splitlines()[0])
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_function_arguments(pets, skip={"resume"})
+    parser.add_argument("--resume", type=str | None, default=None, help="a pets run directory to go on with")
+    cfg = parser.parse_args(argv)
+    resume_dir = cfg.pop("resume")
+    if resume_dir:
+        check_run_dir(Path(resume_dir))
+        cfg = parser.parse_path(str(Path(resume_dir) / CONFIG_FILE))
+        cfg.pop("resume")
+        cfg.run_dir = resume_dir
+    else:
+        run_dir = Path(cfg.run_dir)
+        if (run_dir / CONFIG_FILE).exists():
+            raise ObjmmError(f"{run_dir} already holds a pets run; use --resume {run_dir} or another --run_dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.pop("config", None)
+        write_text_atomically(run_dir / CONFIG_FILE, parser.dump(cfg, skip_none=False))
+    cfg.pop("config", None)
+    init = parser.instantiate_classes(cfg)
+    pets(
+        **init.as_dict()
+        | {"model": init.model, "training": init.training, "cem": init.cem, "objective": init.objective},
+        resume=bool(resume_dir),
+    )
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def main(args: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+    warnings.filterwarnings("ignore", message=".*treespec.*")  # lightning vs newer torch, not ours
+    argv = sys.argv[1:] if args is None else list(args)
     try:
+        if argv[:1] == ["pets"]:
+            return pets_main(argv[1:])
+        if argv[:1] == ["data"]:
+            from objmm.data_commands import data_main
+
+            return data_main(argv[1:])
         ObjmmCLI(
             DynamicsModule,
             TransitionDataModule,

@@ -52,3 +52,27 @@ def plot_reward_and_nll(
     if title:
         ax_reward.set_title(title)
     return save_figure_atomically(fig, path)
+
+
+def plot_trials(
+    trials: Sequence[int],
+    reward: Sequence[float],
+    nll_new_data: Sequence[float],
+    nll_train_data: Sequence[float],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """PETS learning curve: episode reward and model NLL per trial (the paper's Fig. 11)."""
+    fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
+    trial_numbers = [t + 1 for t in trials]
+    ax_reward.plot(trial_numbers, reward, "o-", color="tab:blue")
+    ax_reward.set_xlabel("trial")
+    ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_nll = ax_reward.twinx()
+    ax_nll.plot(trial_numbers, nll_new_data, "s--", color="tab:red", label="on the new trial's data (before training)")
+    ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="on the training data")
+    ax_nll.set_ylabel("model NLL", color="tab:red")
+    ax_nll.legend(loc="upper right", fontsize="small")
+    if title:
+        ax_reward.set_title(title)
+    return save_figure_atomically(fig, path)

@@ -61,6 +61,23 @@ class TransitionDataset:
         dataset.validate(get_task(env_id))
         return dataset
 
+    @classmethod
+    def from_trajectories(
+        cls, env_id: str, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, **metadata
+    ) -> TransitionDataset:
+        """Rows of N whole trajectories of T steps: obs, next_obs [N, T, O], action [N, T, A]."""
+        obs, action, next_obs = (torch.as_tensor(x) for x in (obs, action, next_obs))
+        n, t = obs.shape[:2]
+        return cls.from_tensors(
+            env_id,
+            obs.reshape(n * t, -1),
+            action.reshape(n * t, -1),
+            next_obs.reshape(n * t, -1),
+            episode=torch.arange(n).repeat_interleave(t),
+            step=torch.arange(t).repeat(n),
+            **metadata,
+        )
+
     def __len__(self) -> int:
         return self.data.batch_size[0]
 
@@ -111,6 +128,14 @@ class TransitionDataset:
 
     def has_trajectories(self) -> bool:
         return len(self) > 0 and int(self.data["step"].max()) > 0
+
+    @property
+    def episodes(self) -> int:
+        return int(self.data["episode"].unique().numel())
+
+    def head(self, rows: int) -> TransitionDataset:
+        """The first `rows` rows (a resumed run drops rows written after its last finished trial)."""
+        return TransitionDataset(self.data[:rows], dict(self.metadata))
 
     def concat(self, other: TransitionDataset) -> TransitionDataset:
         """Rows of both; `other`'s episodes are renumbered after this one's."""

@@ -81,6 +81,7 @@ TASK = Task(
     # x, theta, x_dot, theta_dot: wide enough to hold an expert swing-up (docs/datasets.md).
     state_low=(-1.5, -math.pi, -5.0, -12.0),
     state_high=(1.5, math.pi, 5.0, 12.0),
+    obs_names=("x", "theta", "x_dot", "theta_dot"),
     periodic_dims=(1,),
 )
 PETSCartpoleEnv.task = TASK

@@ -67,6 +67,26 @@ TASK = Task(
     # [x velocity, rootz, rooty, 6 joint angles, x/z/angular root velocities, 6 joint velocities]
     state_low=(-2.0, -0.5, -math.pi, *_JOINT_LOW, -2.0, -5.0, -15.0) + (-30.0,) * 6,
     state_high=(15.0, 0.5, math.pi, *_JOINT_HIGH, 15.0, 5.0, 15.0) + (30.0,) * 6,
+    obs_names=(
+        "x_velocity",
+        "rootz",
+        "rooty",
+        "bthigh",
+        "bshin",
+        "bfoot",
+        "fthigh",
+        "fshin",
+        "ffoot",
+        "rootx_dot",
+        "rootz_dot",
+        "rooty_dot",
+        "bthigh_dot",
+        "bshin_dot",
+        "bfoot_dot",
+        "fthigh_dot",
+        "fshin_dot",
+        "ffoot_dot",
+    ),
     periodic_dims=(2,),
 )
 PETSHalfCheetahEnv.task = TASK

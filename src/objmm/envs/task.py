@@ -34,6 +34,8 @@ class Task:
     #: observation box [low, high] per entry, covering the task, for grid and sampled datasets
     state_low: tuple[float, ...]
     state_high: tuple[float, ...]
+    #: a short name for each observation entry (plots, histograms)
+    obs_names: tuple[str, ...] = ()
     #: observation entries that are angles (grid data slices them without repeating -pi and pi)
     periodic_dims: tuple[int, ...] = ()
 

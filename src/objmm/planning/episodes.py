@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
@@ -10,6 +11,50 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from objmm.envs import get_task, make_env
+
+
+@dataclass
+class Episodes:
+    """What N episodes of T steps did: returns [N]; obs, next_obs [N, T, O]; actions [N, T, A]."""
+
+    returns: np.ndarray
+    obs: np.ndarray
+    actions: np.ndarray
+    next_obs: np.ndarray
+
+
+def collect_episodes(
+    env_id: str,
+    policy: Callable[[TensorDictBase], TensorDictBase],
+    episodes: int,
+    seed: int = 0,
+    steps: int | None = None,
+    device: torch.device | str = "cpu",
+    **env_kwargs,
+) -> Episodes:
+    """Run `episodes` episodes at once; the policy gets all of them in one batch per step."""
+    task = get_task(env_id)
+    steps = steps or task.episode_steps
+    envs = gymnasium.vector.SyncVectorEnv([lambda: make_env(env_id, **env_kwargs) for _ in range(episodes)])
+    if hasattr(policy, "reset"):
+        policy.reset()
+    obs, _ = envs.reset(seed=seed)
+    record = Episodes(
+        returns=np.zeros(episodes),
+        obs=np.empty((episodes, steps, task.obs_dim)),
+        actions=np.empty((episodes, steps, task.action_dim)),
+        next_obs=np.empty((episodes, steps, task.obs_dim)),
+    )
+    for t in range(steps):
+        td = TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32, device=device), batch_size=[episodes])
+        action = policy(td)["action"].detach().cpu().numpy().astype(np.float64)
+        action = np.clip(action, task.action_low, task.action_high)
+        record.obs[:, t], record.actions[:, t] = obs, action
+        obs, reward, _, _, _ = envs.step(action)
+        record.next_obs[:, t] = obs
+        record.returns += reward
+    envs.close()
+    return record
 
 
 def run_episodes(
@@ -21,17 +66,5 @@ def run_episodes(
     device: torch.device | str = "cpu",
     **env_kwargs,
 ) -> np.ndarray:
-    """Total reward of `episodes` episodes [episodes]; the policy gets all of them in one batch per step."""
-    steps = steps or get_task(env_id).episode_steps
-    envs = gymnasium.vector.SyncVectorEnv([lambda: make_env(env_id, **env_kwargs) for _ in range(episodes)])
-    if hasattr(policy, "reset"):
-        policy.reset()
-    obs, _ = envs.reset(seed=seed)
-    totals = np.zeros(episodes)
-    for _ in range(steps):
-        td = TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32, device=device), batch_size=[episodes])
-        action = policy(td)["action"].detach().cpu().numpy()
-        obs, reward, _, _, _ = envs.step(action)
-        totals += reward
-    envs.close()
-    return totals
+    """Total reward of each of `episodes` episodes run side by side [episodes]."""
+    return collect_episodes(env_id, policy, episodes, seed, steps, device, **env_kwargs).returns

@@ -93,11 +93,23 @@ class TransitionDataModule(L.LightningDataModule):
         self.env_kwargs = dict(env_kwargs or {})
         self.train_set: TransitionDataset | None = None
         self.val_datasets: dict[str, TransitionDataset] = {}
+        self._given: TransitionDataset | None = None
+
+    @classmethod
+    def from_dataset(cls, dataset: TransitionDataset, **kwargs) -> TransitionDataModule:
+        """A datamodule over a dataset already in memory (the PETS loop's growing dataset)."""
+        datamodule = cls(env_id=dataset.env_id, train="(in memory)", **kwargs)
+        datamodule._given = dataset
+        return datamodule
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        full = load_source(self.train_source, self.env_id, seed=self.seed, **self.env_kwargs)
+        full = (
+            self._given
+            if self._given is not None
+            else load_source(self.train_source, self.env_id, seed=self.seed, **self.env_kwargs)
+        )
         self.train_set, held_out = full.split(self.train_fraction, seed=self.seed)
         self.val_datasets = {"val": held_out}
         for name, source in self.val_sources.items():
