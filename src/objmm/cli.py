@@ -69,11 +69,7 @@ def pets_main(argv: list[str]) -> None:
         write_text_atomically(run_dir / CONFIG_FILE, parser.dump(cfg, skip_none=False))
     cfg.pop("config", None)
     init = parser.instantiate_classes(cfg)
-    pets(
-        **init.as_dict()
-        | {"model": init.model, "training": init.training, "cem": init.cem, "objective": init.objective},
-        resume=bool(resume_dir),
-    )
+    pets(**vars(init), resume=bool(resume_dir))
 
 
 def write_text_atomically(path: Path, text: str) -> None:

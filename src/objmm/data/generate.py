@@ -96,13 +96,7 @@ def random_rollouts(
     )
 
 
-def babbling_dataset(
-    env_id: str, transitions: int, horizon: int = 10, seed: int = 0, **env_kwargs
-) -> TransitionDataset:
-    """Motor babbling (appendix A): random-action rollouts of `horizon` steps from the noise-free
-    initial state, `transitions` rows in all (200, 2000, 4000, 20000 in the paper)."""
-    if transitions % horizon:
-        raise ValueError(f"babbling transitions ({transitions}) must be a multiple of the horizon ({horizon})")
-    return random_rollouts(
-        env_id, transitions // horizon, horizon, seed, source="babbling", reset_noise_scale=0.0, **env_kwargs
-    )
+def babbling_dataset(env_id: str, rollouts: int, horizon: int = 10, seed: int = 0, **env_kwargs) -> TransitionDataset:
+    """Motor babbling (appendix A): `rollouts` random-action rollouts of `horizon` steps, all from the
+    noise-free initial state (the paper: 20, 200, 400, 2000 rollouts of 10 = 200 ... 20000 rows)."""
+    return random_rollouts(env_id, rollouts, horizon, seed, source="babbling", reset_noise_scale=0.0, **env_kwargs)

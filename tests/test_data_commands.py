@@ -1,0 +1,105 @@
+"""`objmm data ...`: each dataset command writes a dataset that reloads as it was made."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from objmm.cli import main
+from objmm.data import TransitionDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def error_of(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_grid_sampled_babbling_write_reloadable_datasets(in_tmp):
+    main(["data", "grid", "--points", "3", "--out", "g"])
+    main(["data", "sampled", "--env", "objmm/PETSHalfCheetah-v0", "--size", "500", "--out", "s"])
+    main(["data", "babbling", "--rollouts", "20", "--horizon", "10", "--out", "b"])
+    grid, sampled, babbling = (TransitionDataset.load(p) for p in ("g", "s", "b"))
+    assert len(grid) == 3**5 and grid.metadata["source"] == "grid"
+    assert len(sampled) == 500 and sampled.metadata["source"] == "sampled"
+    rows = torch.cat([sampled.data["obs"], sampled.data["action"]], 1)
+    low = torch.tensor(sampled.metadata["state_low"] + [-1.0] * 6)
+    high = torch.tensor(sampled.metadata["state_high"] + [1.0] * 6)
+    assert ((rows >= low - 1e-5) & (rows <= high + 1e-5)).all()  # inside the documented box
+    assert (rows.min(0).values < low + 0.2 * (high - low)).all()  # and spread over it
+    assert len(babbling) == 200 and babbling.episodes == 20
+    assert torch.equal(babbling.data["obs"][babbling.data["step"] == 0], torch.zeros(20, 4))  # noise-free start
+    again = TransitionDataset.load("g")
+    assert (again.data == grid.data).all() and again.metadata == grid.metadata
+
+
+def test_expert_keeps_only_episodes_above_the_bar(in_tmp):
+    main(
+        [
+            "data",
+            "expert",
+            "--size",
+            "60",
+            "--min_reward",
+            "-1",
+            "--episodes_per_batch",
+            "2",
+            "--max_episodes",
+            "2",
+            "--cem.horizon",
+            "5",
+            "--cem.population",
+            "20",
+            "--cem.elites",
+            "4",
+            "--cem.iterations",
+            "2",
+            "--out",
+            "e",
+        ]
+    )
+    expert = TransitionDataset.load("e")
+    assert len(expert) == 60 and expert.metadata["source"] == "expert"
+    assert all(r > -1 for r in expert.metadata["episode_rewards"])
+
+
+def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys):
+    err = error_of(
+        capsys,
+        "data",
+        "expert",
+        "--size",
+        "60",
+        "--episodes_per_batch",
+        "1",
+        "--max_episodes",
+        "1",
+        "--cem.horizon",
+        "3",
+        "--cem.population",
+        "8",
+        "--cem.elites",
+        "2",
+        "--cem.iterations",
+        "1",
+    )
+    assert err.startswith("objmm: error: only 0 of 1 expert episodes beat reward 179.0")
+
+
+def test_on_policy_from_a_run_that_never_solved_the_task(in_tmp, capsys):
+    main(["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--run_dir", "r", "--trials", "1"])
+    err = error_of(capsys, "data", "on-policy", "--run", "r")
+    assert err.startswith("objmm: error: the pets run r never solved objmm/PETSCartpole-v0: best reward")
+    main(["data", "on-policy", "--run", "r", "--min_reward", "-1", "--size", "30", "--out", "op"])
+    on_policy = TransitionDataset.load("op")
+    assert len(on_policy) == 30 and on_policy.metadata["source"] == "on-policy"
+
+
+def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys):
+    main(["data", "sampled", "--env", "objmm/PETSHalfCheetah-v0", "--size", "50", "--out", "hc"])
+    err = error_of(capsys, "fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.train", "hc")
+    expected = "dataset 'hc' was made for objmm/PETSHalfCheetah-v0, but the model is for objmm/PETSCartpole-v0"
+    assert err.splitlines()[-1] == f"objmm: error: {expected}"

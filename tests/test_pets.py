@@ -1,0 +1,122 @@
+"""`objmm pets`: the online loop on a tiny config, killed and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from objmm.cli import main
+from objmm.data import TransitionDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "pets_tiny.yaml")
+STEPS, INITIAL_ROWS = 30, 60  # pets_tiny: 30-step episodes after random:2x30
+
+
+def objmm(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from objmm.cli import main; main()", *args]
+
+
+def finished_trials(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "state.json").read_text())["finished_trials"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def test_pets_run_killed_mid_way_resumes_with_every_trial_once(in_tmp):
+    run_dir = in_tmp / "run"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    process = subprocess.Popen(
+        objmm("pets", "--config", TINY, "--run_dir", str(run_dir), "--trials", "4"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while finished_trials(run_dir) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before_kill = finished_trials(run_dir)
+    assert 1 <= done_before_kill < 4
+
+    resumed = subprocess.run(objmm("pets", "--resume", str(run_dir)), capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"trial {done_before_kill + 1}/4" in resumed.stdout and "trial 1/4" not in resumed.stdout
+
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["finished_trials"] == 4
+    assert [h["trial"] for h in state["history"]] == [0, 1, 2, 3]
+    dataset = TransitionDataset.load(run_dir / "dataset")
+    assert len(dataset) == INITIAL_ROWS + 4 * STEPS == state["dataset_rows"]
+    episodes, counts = dataset.data["episode"].unique(return_counts=True)
+    assert len(episodes) == 2 + 4 and (counts == STEPS).all()  # every trial's episode exactly once
+    assert (run_dir / "pets_curve.png").stat().st_size > 10_000
+
+
+def test_pets_learns_on_the_newest_data_and_logs_per_trial(in_tmp, capsys):
+    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "2"])
+    out = capsys.readouterr().out
+    assert "trial 1/2" in out and "trial 2/2" in out
+    history = json.loads(Path("r/state.json").read_text())["history"]
+    assert "new_data/nll" not in history[0] and "new_data/nll" in history[1]
+    log = next(Path("r/wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
+    for key in (b"reward", b"new_data/nll", b"train_data/nll", b"data/x"):
+        assert key in log
+
+
+def test_half_cheetah_incremental_pets_runs(in_tmp):
+    main(
+        [
+            "pets",
+            "--config",
+            TINY,
+            "--env_id",
+            "objmm/PETSHalfCheetah-v0",
+            "--run_dir",
+            "hc",
+            "--trials",
+            "2",
+            "--training.mode",
+            "incremental",
+            "--training.incremental_epochs",
+            "1",
+            "--episode_steps",
+            "10",
+        ]
+    )
+    dataset = TransitionDataset.load("hc/dataset")
+    assert dataset.env_id == "objmm/PETSHalfCheetah-v0" and len(dataset) == INITIAL_ROWS + 2 * 10
+    assert dataset.data["obs"].shape[1] == 18
+
+
+def error_of(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_resume_on_a_directory_that_is_not_a_run(in_tmp, capsys):
+    Path("empty").mkdir()
+    err = error_of(capsys, "pets", "--resume", "empty")
+    assert err == "objmm: error: empty is not an objmm pets run (no state.json and pets_config.yaml)"
+
+
+def test_a_second_run_into_the_same_directory_is_refused(in_tmp, capsys):
+    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
+    err = error_of(capsys, "pets", "--config", TINY, "--run_dir", "r")
+    assert "r already holds a pets run; use --resume r" in err
+
+
+def test_model_state_is_saved_after_each_trial(in_tmp):
+    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
+    state = torch.load("r/model.pt")
+    assert any(k.endswith("input_mean") for k in state)
