@@ -169,7 +169,7 @@ class PETSRun:
         run = wandb.init(
             project=self.wandb_project,
             name=self.run_dir.name,
-            dir=str(self.run_dir),
+            dir=str(self.run_dir.resolve()),
             group="pets",
             mode="offline" if self.wandb_offline else "online",
             config=self.config_dict(),
