@@ -120,3 +120,11 @@ def test_model_state_is_saved_after_each_trial(in_tmp):
     main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
     state = torch.load("r/model.pt")
     assert any(k.endswith("input_mean") for k in state)
+
+
+def test_a_finished_run_goes_further_with_resume_and_more_trials(in_tmp, capsys):
+    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
+    main(["pets", "--resume", "r", "--trials", "2"])
+    assert "trial 2/2" in capsys.readouterr().out
+    assert json.loads(Path("r/state.json").read_text())["finished_trials"] == 2
+    assert "trials: 2" in Path("r/pets_config.yaml").read_text()

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from objmm import atomic
 from objmm.errors import ObjmmError
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.reward_callback import run_directory
@@ -56,27 +56,22 @@ def pets_main(argv: list[str]) -> None:
     cfg = parser.parse_args(argv)
     resume_dir = cfg.pop("resume")
     if resume_dir:
+        # the saved config, with any setting given beside --resume on top (e.g. --trials 20 to go further)
         check_run_dir(Path(resume_dir))
-        cfg = parser.parse_path(str(Path(resume_dir) / CONFIG_FILE))
+        overrides = [a for i, a in enumerate(argv) if a != "--resume" and (i == 0 or argv[i - 1] != "--resume")]
+        cfg = parser.parse_args(["--config", str(Path(resume_dir) / CONFIG_FILE), *overrides])
         cfg.pop("resume")
         cfg.run_dir = resume_dir
     else:
         run_dir = Path(cfg.run_dir)
         if (run_dir / CONFIG_FILE).exists():
             raise ObjmmError(f"{run_dir} already holds a pets run; use --resume {run_dir} or another --run_dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.pop("config", None)
-        write_text_atomically(run_dir / CONFIG_FILE, parser.dump(cfg, skip_none=False))
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     cfg.pop("config", None)
+    atomic.write_text(run_dir / CONFIG_FILE, parser.dump(cfg, skip_none=False))
     init = parser.instantiate_classes(cfg)
     pets(**vars(init), resume=bool(resume_dir))
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -115,6 +110,9 @@ def _finish_wandb(exit_code: int) -> None:
 
     if wandb.run is not None:
         wandb.finish(exit_code=exit_code)
+    # W&B caches settings (the working directory it resolves relative run dirs against) process-wide;
+    # tearing it down lets a later in-process call (a notebook, the tests) start clean.
+    wandb.teardown()
 
 
 __all__ = ["ObjmmCLI", "WandbLogger", "main"]

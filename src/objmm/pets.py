@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from objmm import atomic
 from objmm.data import TransitionDataset, load_source
 from objmm.envs import get_task
 from objmm.errors import ObjmmError
@@ -54,20 +53,6 @@ class TrainingConfig:
     batch_size: int = 32
     lr: float = 1e-3
     train_fraction: float = 0.9
-
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
-def save_model_atomically(module: DynamicsModule, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    torch.save(module.state_dict(), tmp)
-    os.replace(tmp, path)
 
 
 def check_run_dir(run_dir: Path) -> dict:
@@ -165,7 +150,7 @@ class PETSRun:
             dataset.metadata.update(source="pets", initial_data=self.initial_data)
             state = {"finished_trials": 0, "dataset_rows": len(dataset), "initial_rows": len(dataset), "history": []}
             dataset.save(self.run_dir / "dataset")
-            write_json_atomically(self.run_dir / STATE_FILE, state)
+            atomic.write_json(self.run_dir / STATE_FILE, state)
         run = wandb.init(
             project=self.wandb_project,
             name=self.run_dir.name,
@@ -201,17 +186,18 @@ class PETSRun:
                 print(self.describe(metrics), flush=True)
         finally:
             run.finish()
+            wandb.teardown()  # see objmm.cli._finish_wandb
         return state
 
     def save_trial(self, dataset: TransitionDataset, state: dict, metrics: dict) -> None:
         """Dataset, model, then state: a kill between them leaves state at the previous trial,
         and resume cuts the dataset back to `dataset_rows`."""
         dataset.save(self.run_dir / "dataset")
-        save_model_atomically(self.module, self.run_dir / "model.pt")
+        atomic.write_atomically(self.run_dir / "model.pt", lambda tmp: torch.save(self.module.state_dict(), tmp))
         state["history"].append(metrics)
         state["finished_trials"] = metrics["trial"] + 1
         state["dataset_rows"] = len(dataset)
-        write_json_atomically(self.run_dir / STATE_FILE, state)
+        atomic.write_json(self.run_dir / STATE_FILE, state)
         history = state["history"]
         plot_trials(
             [h["trial"] for h in history],

@@ -1,0 +1,33 @@
+"""Write result files atomically: into a temporary file beside the target, then rename it into place,
+so a crash or a kill never leaves half a file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
+    """Call `write(tmp_path)` and rename the temporary file to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    return write_text(path, json.dumps(payload, indent=2))
