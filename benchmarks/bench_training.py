@@ -19,6 +19,7 @@ import torch
 import objmm  # noqa: F401
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.datamodule import EnsembleBatches
+from objmm.training.trainer import bare_trainer
 
 
 class EpochTimer(L.Callback):
@@ -67,18 +68,8 @@ def main() -> None:
     rows = len(data.train_set) * args.epochs
 
     timer = EpochTimer()
-    trainer = L.Trainer(
-        callbacks=[timer],
-        max_epochs=args.epochs,
-        accelerator="gpu" if args.device.startswith("cuda") else "cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = bare_trainer(args.epochs, args.device)
+    trainer.callbacks.append(timer)
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     t_lightning = time.perf_counter() - start

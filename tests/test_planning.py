@@ -4,7 +4,7 @@ import torch
 from tensordict import TensorDict
 
 from objmm.envs import get_task
-from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, SimulatorDynamics, run_episodes
+from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, SimulatorDynamics, collect_episodes
 
 CARTPOLE = "objmm/PETSCartpole-v0"
 TASK = get_task(CARTPOLE)
@@ -88,18 +88,20 @@ def test_simulator_dynamics_matches_the_env(env_id):
 def test_cem_with_the_true_simulator_swings_the_cartpole_up():
     env = ModelEnv(TASK, SimulatorDynamics(CARTPOLE), TASK.reward())
     planner = CEMPlanner(env, CEMConfig(horizon=25, population=100, elites=10, iterations=4))
-    rewards = run_episodes(CARTPOLE, planner, episodes=1, seed=0)
+    rewards = collect_episodes(CARTPOLE, planner, episodes=1, seed=0).returns
     assert rewards.shape == (1,)
     assert rewards[0] > 170
 
 
-def test_run_episodes_runs_a_batch_of_episodes_in_parallel():
+def test_episodes_run_side_by_side_with_one_policy_call_per_step():
     calls = []
 
     def policy(td):
         calls.append(td.batch_size)
         return td.set("action", torch.zeros(*td.batch_size, 1))
 
-    rewards = run_episodes(CARTPOLE, policy, episodes=4, seed=0, steps=10)
-    assert rewards.shape == (4,) and len(calls) == 10 and calls[0] == (4,)
-    assert np.all(rewards < 10 * np.exp(-3.5))  # hanging down, doing nothing
+    record = collect_episodes(CARTPOLE, policy, episodes=4, seed=0, steps=10)
+    assert record.returns.shape == (4,) and len(calls) == 10 and calls[0] == (4,)
+    assert np.all(record.returns < 10 * np.exp(-3.5))  # hanging down, doing nothing
+    assert record.obs.shape == record.next_obs.shape == (4, 10, 4) and record.actions.shape == (4, 10, 1)
+    assert np.allclose(record.obs[:, 1:], record.next_obs[:, :-1])  # each step starts where the last ended

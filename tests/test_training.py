@@ -1,6 +1,5 @@
 """The LightningModule, the datamodule's batches and the reward callback."""
 
-import lightning as L
 import pytest
 import torch
 
@@ -8,17 +7,7 @@ from objmm.errors import ObjmmError
 from objmm.training import DynamicsModule, EpisodeRewardCallback, TransitionDataModule
 from objmm.training.datamodule import EnsembleBatches
 from objmm.training.metrics import dataset_metrics
-
-
-def trainer(epochs: int) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+from objmm.training.trainer import bare_trainer
 
 
 def test_training_lowers_the_validation_nll():
@@ -27,7 +16,7 @@ def test_training_lowers_the_validation_nll():
     module = DynamicsModule(members=3, width=64, lr=3e-3)
     module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
     before = dataset_metrics(module.model, data.val_datasets["val"].data)["nll"]
-    trainer(8).fit(module, datamodule=data)
+    bare_trainer(8).fit(module, datamodule=data)
     after = dataset_metrics(module.model, data.val_datasets["val"].data)["nll"]
     assert after < before - 5, (before, after)
 

@@ -11,13 +11,11 @@ trial with nothing lost or repeated.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -30,6 +28,7 @@ from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, collect_episodes
 from objmm.plots import plot_trials
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.metrics import dataset_metrics
+from objmm.training.trainer import bare_trainer
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "pets_config.yaml"
@@ -104,18 +103,7 @@ class PETSRun:
             train_fraction=self.training.train_fraction,
             seed=self.seed * 10_007 + trial,
         )
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one line per trial is ours
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            accelerator="gpu" if self.device.startswith("cuda") else "cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-        )
+        trainer = bare_trainer(epochs, self.device)
         trainer.fit(module, datamodule=datamodule)
         module.to(self.device)
 
@@ -182,7 +170,10 @@ class PETSRun:
                 metrics.update(reward=reward, rows=len(dataset), seconds=time.perf_counter() - start)
                 self.save_trial(dataset, state, metrics)
                 x = dataset.data["obs"][:, 0].numpy()
-                run.log({**metrics, f"data/{self.task.obs_names[0]}": wandb.Histogram(x)}, step=trial)
+                figure = wandb.Image(str(self.run_dir / "pets_curve.png"))
+                run.log(
+                    {**metrics, f"data/{self.task.obs_names[0]}": wandb.Histogram(x), "pets_curve": figure}, step=trial
+                )
                 print(self.describe(metrics), flush=True)
         finally:
             run.finish()

@@ -1,7 +1,7 @@
 """Model-predictive control: the torchrl model env, the CEM planner, real-env episodes."""
 
 from objmm.planning.cem import CEMConfig, CEMPlanner
-from objmm.planning.episodes import Episodes, collect_episodes, run_episodes
+from objmm.planning.episodes import Episodes, collect_episodes
 from objmm.planning.model_env import ModelEnv
 from objmm.planning.simulator import SimulatorDynamics
 
@@ -12,5 +12,4 @@ __all__ = [
     "ModelEnv",
     "SimulatorDynamics",
     "collect_episodes",
-    "run_episodes",
 ]

@@ -55,16 +55,3 @@ def collect_episodes(
         record.returns += reward
     envs.close()
     return record
-
-
-def run_episodes(
-    env_id: str,
-    policy: Callable[[TensorDictBase], TensorDictBase],
-    episodes: int,
-    seed: int = 0,
-    steps: int | None = None,
-    device: torch.device | str = "cpu",
-    **env_kwargs,
-) -> np.ndarray:
-    """Total reward of each of `episodes` episodes run side by side [episodes]."""
-    return collect_episodes(env_id, policy, episodes, seed, steps, device, **env_kwargs).returns

@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
-from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, run_episodes
+from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, collect_episodes
 from objmm.plots import plot_reward_and_nll
 
 
@@ -59,14 +59,14 @@ class EpisodeRewardCallback(L.Callback):
         was_training = model.training
         model.eval()
         try:
-            return run_episodes(
+            return collect_episodes(
                 model.task.env_id,
                 planner,
                 self.episodes,
                 seed=self.seed,
                 device=pl_module.device,
                 **self.env_kwargs,
-            )
+            ).returns
         finally:
             model.train(was_training)
 
