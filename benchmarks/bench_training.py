@@ -68,8 +68,7 @@ def main() -> None:
     rows = len(data.train_set) * args.epochs
 
     timer = EpochTimer()
-    trainer = bare_trainer(args.epochs, args.device)
-    trainer.callbacks.append(timer)
+    trainer = bare_trainer(args.epochs, args.device, callbacks=[timer])
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     t_lightning = time.perf_counter() - start

@@ -7,7 +7,7 @@ import logging
 import lightning as L
 
 
-def bare_trainer(max_epochs: int, device: str = "cpu") -> L.Trainer:
+def bare_trainer(max_epochs: int, device: str = "cpu", callbacks: list[L.Callback] | None = None) -> L.Trainer:
     """No logger, checkpoints, progress bar, model summary or validation; Lightning's info lines off."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     return L.Trainer(
@@ -20,4 +20,5 @@ def bare_trainer(max_epochs: int, device: str = "cpu") -> L.Trainer:
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
+        callbacks=callbacks,
     )
