@@ -54,6 +54,7 @@ def test_pets_run_killed_mid_way_resumes_with_every_trial_once(in_tmp):
     state = json.loads((run_dir / "state.json").read_text())
     assert state["finished_trials"] == 4
     assert [h["trial"] for h in state["history"]] == [0, 1, 2, 3]
+    assert all("new_data/nll" in h for h in state["history"][1:])  # the resumed trial measured the saved model
     dataset = TransitionDataset.load(run_dir / "dataset")
     assert len(dataset) == INITIAL_ROWS + 4 * STEPS == state["dataset_rows"]
     episodes, counts = dataset.data["episode"].unique(return_counts=True)

@@ -130,8 +130,8 @@ class PETSRun:
         if resume:
             state = check_run_dir(self.run_dir)
             dataset = TransitionDataset.load(self.run_dir / "dataset").head(state["dataset_rows"])
-            if state["finished_trials"] and self.training.mode == "incremental":
-                self.module = self.new_module(0)
+            if state["finished_trials"]:  # the last model: the next trial measures it on the newest data
+                self.module = self.new_module(state["finished_trials"] - 1)
                 self.module.load_state_dict(torch.load(self.run_dir / "model.pt", map_location=self.device))
         else:
             dataset = load_source(self.initial_data, self.env_id, seed=self.seed, **self.env_kwargs)
