@@ -79,3 +79,17 @@ def test_step_from_observations_matches_env_step():
     env.set_state(np.array([0.1, 3.0]), np.array([0.0, 1.0]))
     expected = env.step(np.array([1.5]))[0]
     assert np.allclose(step_from_observations(CARTPOLE, obs, torch.tensor([[1.5]])).numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "source,rows,kind",
+    [
+        ("babbling:3x10", 30, "babbling"),
+        ("random:2x5", 10, "random"),
+        ("sampled:40", 40, "sampled"),
+        ("grid:2", 32, "grid"),
+    ],
+)
+def test_every_source_spec_makes_its_dataset(source, rows, kind):
+    dataset = load_source(source, CARTPOLE)
+    assert len(dataset) == rows and dataset.metadata["source"] == kind
