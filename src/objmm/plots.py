@@ -64,8 +64,9 @@ def plot_trials(
     ax_nll = ax_reward.twinx()
     ax_nll.plot(trial_numbers, nll_new_data, "s--", color="tab:red", label="on the new trial's data (before training)")
     ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="on the training data")
-    ax_nll.set_ylabel("model NLL", color="tab:red")
-    ax_nll.legend(loc="upper right", fontsize="small")
+    ax_nll.set_ylabel("model NLL (symlog)", color="tab:red")
+    ax_nll.set_yscale("symlog")  # a model meeting new states can be off by 1000x; keep the rest readable
+    ax_nll.legend(loc="center right", fontsize="small")
     if title:
         ax_reward.set_title(title)
     return save_figure_atomically(fig, path)
