@@ -1,6 +1,6 @@
 """One CEM planning step at Table 1's cartpole settings: objmm's planner vs a plain-torch loop.
 
-    python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 5]
+    python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 7]
 
 Both sides do the same arithmetic with the same weights (PE 5 x 500 x 2 network, CEM 400
 candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written out with raw
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -78,21 +79,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, repeats: int, device: str) -> float:
-    fn()
-    sync(device)
-    start = time.perf_counter()
+def timed_pair(fn_a, fn_b, repeats: int, device: str) -> tuple[float, float]:
+    """Median seconds per call of each, the two calls interleaved so that a noisy neighbour on a
+    shared machine slows both sides alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    fn_a(), fn_b()
     for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats
+        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1, help="parallel episodes planned in one call")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--width", type=int, default=500)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -106,8 +112,7 @@ def main() -> None:
         return planner.plan(obs)
 
     with torch.no_grad():
-        t_objmm = timed(objmm_step, args.repeats, args.device)
-        t_plain = timed(lambda: plain_cem_step(model, obs, cfg), args.repeats, args.device)
+        t_objmm, t_plain = timed_pair(objmm_step, lambda: plain_cem_step(model, obs, cfg), args.repeats, args.device)
     w = args.width
     flops = 2 * (6 * w + w * w + w * 8) * 5 * cfg.population * cfg.horizon * cfg.iterations * args.episodes
     rate = matmul_gflops(args.device)

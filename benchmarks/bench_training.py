@@ -1,6 +1,6 @@
 """Training throughput: objmm's LightningModule under `Trainer.fit` vs a plain-torch loop.
 
-    python benchmarks/bench_training.py [--epochs 2] [--batch-size 32] [--width 200] [--device cpu]
+    python benchmarks/bench_training.py [--epochs 3] [--rounds 5] [--batch-size 32] [--width 200] [--device cpu]
 
 Both train the same PE model (same initial weights) on the same [members, batch] bootstrap
 batches of the cartpole grid data, with the same loss and Adam; validation is off on both sides.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import time
 
 import lightning as L
@@ -59,46 +60,47 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=200)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating Lightning / plain rounds")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = TransitionDataModule(train="grid", batch_size=args.batch_size, ensemble_size=5)
     data.setup()
-    module = DynamicsModule(members=5, width=args.width)
-    plain_module = copy.deepcopy(module)
+    initial = DynamicsModule(members=5, width=args.width)
     rows = len(data.train_set) * args.epochs
-
-    timer = EpochTimer()
-    trainer = bare_trainer(args.epochs, args.device, callbacks=[timer])
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    t_lightning = time.perf_counter() - start
-
-    plain_module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
-    batches = EnsembleBatches(data.train_set.data, 5, args.batch_size, True, seed=0)
-    start = time.perf_counter()
-    plain_seconds = plain_epochs(plain_module, batches, args.epochs, args.device)
-    t_plain = time.perf_counter() - start
-    # steady state: epochs after the first (fit start-up, allocator warm-up excluded on both sides)
-    steady_lightning, steady_plain = sum(timer.seconds[1:]), sum(plain_seconds[1:])
     steady_rows = len(data.train_set) * (args.epochs - 1)
-    print(
-        json.dumps(
+    rounds = []
+    # a shared machine's speed drifts by tens of percent from one minute to the next, so the two
+    # sides alternate, round after round, and each round's ratio is reported with the median
+    for i in range(args.rounds):
+        module, plain_module = copy.deepcopy(initial), copy.deepcopy(initial)
+        timer = EpochTimer()
+        trainer = bare_trainer(args.epochs, args.device, callbacks=[timer])
+        plain_module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
+        batches = EnsembleBatches(data.train_set.data, 5, args.batch_size, True, seed=0)
+        seconds = {}
+        for side in ("lightning", "plain") if i % 2 == 0 else ("plain", "lightning"):  # neither always goes first
+            start = time.perf_counter()
+            if side == "lightning":
+                trainer.fit(module, datamodule=data)
+            else:
+                plain_seconds = plain_epochs(plain_module, batches, args.epochs, args.device)
+            seconds[side] = time.perf_counter() - start
+        t_lightning, t_plain = seconds["lightning"], seconds["plain"]
+        # steady state: epochs after the first (fit start-up, allocator warm-up excluded on both sides)
+        steady_lightning, steady_plain = sum(timer.seconds[1:]), sum(plain_seconds[1:])
+        rounds.append(
             {
-                "device": args.device,
-                "threads": torch.get_num_threads(),
-                "batch_size": args.batch_size,
-                "width": args.width,
-                "rows": rows,
                 "lightning_rows_per_s": round(rows / t_lightning),
                 "plain_rows_per_s": round(rows / t_plain),
                 "ratio_lightning_time_over_plain": round(t_lightning / t_plain, 3),
                 "steady_lightning_rows_per_s": round(steady_rows / steady_lightning),
                 "steady_plain_rows_per_s": round(steady_rows / steady_plain),
                 "steady_ratio_lightning_over_plain": round(steady_lightning / steady_plain, 3),
-            },
-            indent=2,
+            }
         )
-    )
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    header = {"device": args.device, "threads": torch.get_num_threads(), "batch_size": args.batch_size}
+    print(json.dumps({**header, "width": args.width, "rows": rows, **median, "rounds": rounds}, indent=2))
 
 
 if __name__ == "__main__":

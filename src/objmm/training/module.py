@@ -58,12 +58,14 @@ class DynamicsModule(L.LightningModule):
         loss = self.objective(prediction, target, batch).mean()
         if self.objective.needs_variance:
             loss = loss + self.model.net.logvar_bound_penalty()
-        self._check_finite(loss, "training")
         # self.log costs ~0.6 ms a call (a third of a small model's step), so the per-step curve is
         # logged every log_every_n_steps and the epoch mean is summed here and logged once an epoch.
+        # The finiteness check reads the loss back from the device, so it runs only on those steps
+        # (and on the epoch mean): a NaN loss stops the run within log_every_n_steps steps.
         self._epoch_loss_sum += loss.detach()
         self._epoch_batches += 1
         if self.global_step % self.trainer.log_every_n_steps == 0:
+            self._check_finite(loss, "training")
             self.log("train/loss_step", loss, prog_bar=True, batch_size=batch.batch_size[-1])
         return loss
 
@@ -73,7 +75,9 @@ class DynamicsModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self._epoch_batches:
-            self.log("train/loss", self._epoch_loss_sum / self._epoch_batches)
+            epoch_loss = self._epoch_loss_sum / self._epoch_batches
+            self._check_finite(epoch_loss, "training, epoch mean")
+            self.log("train/loss", epoch_loss)
 
     def on_validation_epoch_start(self) -> None:
         datamodule = self.trainer.datamodule
