@@ -103,3 +103,27 @@ def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys):
     err = error_of(capsys, "fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.train", "hc")
     expected = "dataset 'hc' was made for objmm/PETSHalfCheetah-v0, but the model is for objmm/PETSCartpole-v0"
     assert err.splitlines()[-1] == f"objmm: error: {expected}"
+
+
+TINY_EXPERT = ["data", "expert", "--min_reward", "-1", "--episodes_per_batch", "1", "--out", "e"]
+TINY_EXPERT += ["--cem.horizon", "5", "--cem.population", "20", "--cem.elites", "4", "--cem.iterations", "2"]
+
+
+def test_a_stopped_expert_run_goes_on_from_its_last_batch(in_tmp, capsys):
+    # stopped after its first episode (max_episodes 1 of the 2 that 400 rows need) ...
+    err = error_of(capsys, *TINY_EXPERT, "--size", "400", "--max_episodes", "1")
+    assert err.startswith("objmm: error: only 1 of 1 expert episodes beat reward -1.0 (best ")
+    assert "200 of 400 transitions, and max_episodes is 1; raise max_episodes" in err
+    first = TransitionDataset.load("e.partial/dataset")
+    assert len(first) == 200 and not Path("e").exists()
+    # ... the same command goes on from there: one more episode, not two
+    main([*TINY_EXPERT, "--size", "400", "--max_episodes", "2"])
+    assert "resuming e.partial: 1 episodes tried, 200 transitions kept" in capsys.readouterr().out
+    expert = TransitionDataset.load("e")
+    assert len(expert) == 400 and expert.metadata["episodes_tried"] == 2 and expert.episodes == 2
+    assert torch.equal(expert.data["obs"][:200], first.data["obs"])
+    assert not Path("e.partial").exists()
+    # other settings than the unfinished run's are refused, not mixed in
+    error_of(capsys, *TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f")
+    err = error_of(capsys, *TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f", "--seed", "1")
+    assert "f.partial holds an unfinished expert run with other settings" in err

@@ -9,12 +9,15 @@ objmm data on-policy --run runs/pets_cartpole
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from objmm.atomic import write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
 from objmm.envs import get_task
 from objmm.errors import ObjmmError
@@ -79,17 +82,37 @@ def expert(
         cem: planner settings (Table 1 by default).
         episodes_per_batch: episodes planned side by side (one batched planner call per step).
         max_episodes: give up (with an error) after this many episodes.
+
+    The episodes kept so far are saved to `<out>.partial` after every batch; run the same command
+    again to go on from there after a kill.
     """
     task = get_task(env)
     size = size or EXPERT_SIZE.get(env, 10 * task.episode_steps)
     min_reward = SOLVED_REWARD.get(env, -np.inf) if min_reward is None else min_reward
     planner = CEMPlanner(ModelEnv(task, SimulatorDynamics(env), task.reward()), cem or TABLE1_CEM.get(env))
-    kept, rewards, tried, start = [], [], 0, time.perf_counter()
-    while sum(len(e) for e in kept) < size:
+    out_path = Path(out or default_out(env, "expert"))
+    # the episodes kept so far, saved after every batch, so that a killed run goes on where it
+    # stopped (each batch's seed follows from the episodes tried, so the resumed run is the same)
+    partial = out_path.with_name(out_path.name + ".partial")
+    settings = {"env": env, "size": size, "min_reward": min_reward, "cem": vars(planner.config), "seed": seed}
+    settings.update(episodes_per_batch=episodes_per_batch)
+    kept, rewards, tried = None, [], 0
+    if (partial / "progress.json").exists():
+        progress = json.loads((partial / "progress.json").read_text())
+        if progress["settings"] != json.loads(json.dumps(settings)):
+            raise ObjmmError(f"{partial} holds an unfinished expert run with other settings; delete it or use those")
+        rewards, tried = progress["rewards"], progress["episodes_tried"]
+        if progress["kept_rows"]:  # the dataset is saved first, so it may hold a batch progress.json lacks
+            kept = TransitionDataset.load(partial / "dataset").head(progress["kept_rows"])
+        print(f"expert: resuming {partial}: {tried} episodes tried, {len(kept or [])} transitions kept", flush=True)
+    start = time.perf_counter()
+    while kept is None or len(kept) < size:
         if tried >= max_episodes:
+            above = sum(r > min_reward for r in rewards)
             raise ObjmmError(
-                f"only {len(kept)} of {tried} expert episodes beat reward {min_reward} "
-                f"(best {max(rewards, default=float('nan')):.1f}); raise cem.population or max_episodes"
+                f"only {above} of {tried} expert episodes beat reward {min_reward} "
+                f"(best {max(rewards, default=float('nan')):.1f}), {len(kept or [])} of {size} transitions, "
+                f"and max_episodes is {max_episodes}; raise max_episodes (the same command goes on) or cem.population"
             )
         record = collect_episodes(env, planner, episodes_per_batch, seed=seed * 10_007 + tried)
         tried += episodes_per_batch
@@ -99,14 +122,17 @@ def expert(
                 one = TransitionDataset.from_trajectories(
                     env, record.obs[i : i + 1], record.actions[i : i + 1], record.next_obs[i : i + 1]
                 )
-                kept.append(one)
+                kept = one if kept is None else kept.concat(one)
+        if kept is not None:
+            kept.save(partial / "dataset")
+        progress = {"settings": settings, "rewards": rewards, "episodes_tried": tried, "kept_rows": len(kept or [])}
+        write_json(partial / "progress.json", progress)
         print(
-            f"expert: {tried} episodes, {len(kept)} above {min_reward}, {time.perf_counter() - start:.0f} s", flush=True
+            f"expert: {tried} episodes, {sum(r > min_reward for r in rewards)} above {min_reward}, "
+            f"{len(kept or [])}/{size} transitions, {time.perf_counter() - start:.0f} s",
+            flush=True,
         )
-    dataset = kept[0]
-    for one in kept[1:]:
-        dataset = dataset.concat(one)
-    dataset = dataset.head(size)
+    dataset = kept.head(size)
     dataset.metadata.update(
         source="expert",
         min_reward=min_reward,
@@ -115,7 +141,9 @@ def expert(
         cem=vars(planner.config),
         seed=seed,
     )
-    return _save(dataset, out, "expert")
+    path = _save(dataset, str(out_path), "expert")
+    shutil.rmtree(partial)
+    return path
 
 
 def on_policy(run: str, size: int | None = None, min_reward: float | None = None, out: str | None = None) -> Path:
