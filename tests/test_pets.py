@@ -129,3 +129,15 @@ def test_a_finished_run_goes_further_with_resume_and_more_trials(in_tmp, capsys)
     assert "trial 2/2" in capsys.readouterr().out
     assert json.loads(Path("r/state.json").read_text())["finished_trials"] == 2
     assert "trials: 2" in Path("r/pets_config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_pets_swings_up_and_balances_the_cartpole(in_tmp):
+    """The CPU-scale config, 5 trials (~4 min): learning, not just running. The pole hanging still
+    scores about 200 x 0.018 = 4; a reward above 170 needs a fast swing-up and balancing to the end."""
+    config = str(ROOT / "configs" / "pets_cartpole.yaml")
+    main(["pets", "--config", config, "--run_dir", "run", "--trials", "5"])
+    history = json.loads(Path("run/state.json").read_text())["history"]
+    rewards = [h["reward"] for h in history]
+    assert rewards[0] < 100 < max(rewards) and max(rewards) > 170, rewards
+    assert history[-1]["new_data/nll"] < history[1]["new_data/nll"]  # (trial 0 has no earlier model)

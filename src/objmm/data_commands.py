@@ -136,7 +136,7 @@ def expert(
     dataset.metadata.update(
         source="expert",
         min_reward=min_reward,
-        episode_rewards=[r for r in rewards if r > min_reward],
+        episode_rewards=[r for r in rewards if r > min_reward][: dataset.episodes],  # of the episodes kept here
         episodes_tried=tried,
         cem=vars(planner.config),
         seed=seed,
