@@ -133,7 +133,7 @@ def test_a_finished_run_goes_further_with_resume_and_more_trials(in_tmp, capsys)
 
 @pytest.mark.slow
 def test_pets_swings_up_and_balances_the_cartpole(in_tmp):
-    """The CPU-scale config, 5 trials (~4 min): learning, not just running. The pole hanging still
+    """The CPU-scale config, 5 trials (~7 min): learning, not just running. The pole hanging still
     scores about 200 x 0.018 = 4; a reward above 170 needs a fast swing-up and balancing to the end."""
     config = str(ROOT / "configs" / "pets_cartpole.yaml")
     main(["pets", "--config", config, "--run_dir", "run", "--trials", "5"])
