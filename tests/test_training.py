@@ -21,6 +21,20 @@ def test_training_lowers_the_validation_nll():
     assert after < before - 5, (before, after)
 
 
+def test_one_wild_row_moves_the_mean_nll_but_not_the_median():
+    data = TransitionDataModule(train="grid:4", batch_size=32, ensemble_size=3)
+    data.setup()
+    module = DynamicsModule(members=3, width=64, lr=3e-3)
+    bare_trainer(5).fit(module, datamodule=data)
+    rows = data.val_datasets["val"].data.clone()
+    clean = dataset_metrics(module.model, rows)
+    rows["next_obs"][0] += 100.0  # one row far from anything the model predicts
+    wild = dataset_metrics(module.model, rows)
+    assert wild["nll"] > clean["nll"] + 10
+    assert abs(wild["nll_median"] - clean["nll_median"]) < 0.5
+    assert wild["mse"] > clean["mse"]
+
+
 def test_each_member_gets_its_own_bootstrap_batch():
     rows = torch.arange(100.0)
     from tensordict import TensorDict
