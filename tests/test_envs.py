@@ -110,6 +110,20 @@ def test_half_cheetah_first_entry_is_the_root_displacement_over_dt():
         assert np.allclose(obs[1:9], inner.data.qpos[1:]) and np.allclose(obs[9:], inner.data.qvel)
 
 
+def test_half_cheetah_model_has_the_assets_masses_without_mujocos_deprecation_log(tmp_path, monkeypatch):
+    import mujoco
+
+    from objmm.envs.half_cheetah import _ASSET
+
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
+    model = make_env(HALF_CHEETAH).unwrapped.model
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert model.body_mass.sum() == pytest.approx(14.0, abs=1e-12)
+    with_attribute = mujoco.MjModel.from_xml_path(str(_ASSET))  # the deprecated settotalmass path
+    for name in ("body_mass", "body_inertia", "body_invweight0", "dof_invweight0", "actuator_acc0"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(with_attribute, name), err_msg=name)
+
+
 @pytest.mark.parametrize("env_id", [CARTPOLE, HALF_CHEETAH])
 def test_env_reward_is_the_task_torch_reward(env_id):
     task = get_task(env_id)

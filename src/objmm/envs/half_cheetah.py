@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import gymnasium
+import mujoco
 import numpy as np
 import torch
 
@@ -15,6 +16,21 @@ from objmm.envs.task import Task
 ENV_ID = "objmm/PETSHalfCheetah-v0"
 # The standard model; PETS's copy differs only in rendering details.
 _ASSET = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / "half_cheetah.xml"
+_TOTAL_MASS = 14.0  # the asset's compiler settotalmass="14"
+
+
+def load_half_cheetah_model() -> mujoco.MjModel:
+    """The asset compiled without its deprecated `settotalmass` attribute, then scaled to the same
+    total mass the way MuJoCo asks (mj_setTotalmass + mj_setConst): every model array is equal to
+    the bit, and MuJoCo no longer warns or writes MUJOCO_LOG.TXT into the working directory."""
+    xml = _ASSET.read_text()
+    attribute = f' settotalmass="{_TOTAL_MASS:g}"'
+    if attribute not in xml:
+        raise RuntimeError(f"{_ASSET} no longer has{attribute}: check the half cheetah's masses")
+    model = mujoco.MjModel.from_xml_string(xml.replace(attribute, ""))
+    mujoco.mj_setTotalmass(model, _TOTAL_MASS)
+    mujoco.mj_setConst(model, mujoco.MjData(model))
+    return model
 
 
 def half_cheetah_reward(next_obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -37,6 +53,12 @@ class PETSHalfCheetahEnv(PETSMujocoEnv):
     asset = str(_ASSET)
     frame_skip_steps = 5
     reset_noise_default = 0.001
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        model = load_half_cheetah_model()
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
 
     @staticmethod
     def state_from_observation(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
