@@ -1,5 +1,6 @@
 """`objmm data ...`: each dataset command writes a dataset that reloads as it was made."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,10 @@ def test_on_policy_from_a_run_that_never_solved_the_task(in_tmp, capsys):
     main(["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--run_dir", "r", "--trials", "1"])
     err = error_of(capsys, "data", "on-policy", "--run", "r")
     assert err.startswith("objmm: error: the pets run r never solved objmm/PETSCartpole-v0: best reward")
+    state = json.loads(Path("r/state.json").read_text())
+    collected = state["dataset_rows"] - state["initial_rows"]
+    err = error_of(capsys, "data", "on-policy", "--run", "r", "--min_reward", "-1", "--size", str(2 * collected + 1))
+    assert err.endswith(f"fewer than --size {2 * collected + 1}; go on with: objmm pets --resume r --trials 3")
     main(["data", "on-policy", "--run", "r", "--min_reward", "-1", "--size", "30", "--out", "op"])
     on_policy = TransitionDataset.load("op")
     assert len(on_policy) == 30 and on_policy.metadata["source"] == "on-policy"

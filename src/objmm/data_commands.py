@@ -10,6 +10,7 @@ objmm data on-policy --run runs/pets_cartpole
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -160,7 +161,11 @@ def on_policy(run: str, size: int | None = None, min_reward: float | None = None
     size = size or ON_POLICY_SIZE.get(env, len(dataset))
     collected = len(dataset) - state["initial_rows"]
     if size > collected:
-        raise ObjmmError(f"the pets run {run} collected {collected} on-policy transitions, fewer than --size {size}")
+        trials = math.ceil(size * state["finished_trials"] / collected)
+        raise ObjmmError(
+            f"the pets run {run} collected {collected} on-policy transitions, fewer than --size {size}; "
+            f"go on with: objmm pets --resume {run} --trials {trials}"
+        )
     rows = TransitionDataset(dataset.data[len(dataset) - size :], {"env_id": env})
     rows.metadata.update(source="on-policy", run=str(run), best_reward=best, trials=state["finished_trials"])
     return _save(rows, out, "on-policy")
