@@ -55,7 +55,7 @@ class PETSHalfCheetahEnv(PETSMujocoEnv):
     reset_noise_default = 0.001
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        # gymnasium's MujocoEnv._initialize_simulation (pinned in constraints.txt), with our loader
+        # gymnasium's MujocoEnv._initialize_simulation (as of gymnasium 1.4), with our loader
         model = load_half_cheetah_model()
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
