@@ -95,8 +95,14 @@ def expert(
     # the episodes kept so far, saved after every batch, so that a killed run goes on where it
     # stopped (each batch's seed follows from the episodes tried, so the resumed run is the same)
     partial = out_path.with_name(out_path.name + ".partial")
-    settings = {"env": env, "size": size, "min_reward": min_reward, "cem": vars(planner.config), "seed": seed}
-    settings.update(episodes_per_batch=episodes_per_batch)
+    settings = {
+        "env": env,
+        "size": size,
+        "min_reward": min_reward,
+        "cem": vars(planner.config),
+        "seed": seed,
+        "episodes_per_batch": episodes_per_batch,
+    }
     kept, rewards, tried = None, [], 0
     if (partial / "progress.json").exists():
         progress = json.loads((partial / "progress.json").read_text())
