@@ -53,7 +53,7 @@ def test_objective_is_chosen_by_class_path(in_tmp):
 
 
 def test_unknown_env_id(in_tmp, capsys):
-    err = error_of(capsys, "fit", "--config", TINY, "--data.env_id", "objmm/Nope-v0")
+    err = error_of(capsys, "fit", "--config", TINY, "--env.id", "objmm/Nope-v0")
     assert err.splitlines()[-1].startswith("objmm: error: unknown env id 'objmm/Nope-v0'")
 
 

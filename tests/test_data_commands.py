@@ -21,7 +21,7 @@ def error_of(capsys, *args: str) -> str:
 
 def test_grid_sampled_babbling_write_reloadable_datasets(in_tmp):
     main(["data", "grid", "--points", "3", "--out", "g"])
-    main(["data", "sampled", "--env", "objmm/PETSHalfCheetah-v0", "--size", "500", "--out", "s"])
+    main(["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "500", "--out", "s"])
     main(["data", "babbling", "--rollouts", "20", "--horizon", "10", "--out", "b"])
     grid, sampled, babbling = (TransitionDataset.load(p) for p in ("g", "s", "b"))
     assert len(grid) == 3**5 and grid.metadata["source"] == "grid"
@@ -90,21 +90,30 @@ def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys):
     assert err.startswith("objmm: error: only 0 of 1 expert episodes beat reward 179.0")
 
 
-def test_on_policy_from_a_run_that_never_solved_the_task(in_tmp, capsys):
-    main(["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--run_dir", "r", "--trials", "1"])
-    err = error_of(capsys, "data", "on-policy", "--run", "r")
-    assert err.startswith("objmm: error: the pets run r never solved objmm/PETSCartpole-v0: best reward")
-    state = json.loads(Path("r/state.json").read_text())
-    collected = state["dataset_rows"] - state["initial_rows"]
-    err = error_of(capsys, "data", "on-policy", "--run", "r", "--min_reward", "-1", "--size", str(2 * collected + 1))
-    assert err.endswith(f"fewer than --size {2 * collected + 1}; go on with: objmm pets --resume r --trials 3")
-    main(["data", "on-policy", "--run", "r", "--min_reward", "-1", "--size", "30", "--out", "op"])
+def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp, capsys):
+    tiny = str(ROOT / "configs" / "pets_tiny.yaml")
+    main(["pets", "--config", tiny, "--pets.run_dir", "r", "--pets.trials", "2"])
+    err = error_of(capsys, "data", "on-policy", "--run", "r", "--trials", "2")
+    assert err.startswith("objmm: error: the pets run r never solved objmm/PETSCartpole-v0 in 2 trials: best reward")
+    err = error_of(capsys, "data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "3")
+    assert err.endswith("fewer than --trials 3; go on with: objmm pets --resume r --pets.trials 3")
+    main(["data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "1", "--out", "op"])
     on_policy = TransitionDataset.load("op")
-    assert len(on_policy) == 30 and on_policy.metadata["source"] == "on-policy"
+    # pets_tiny: initial random:2x30, then 30-step trials; after trial 1: 3 episodes of 30 rows, 27 kept of each
+    assert len(on_policy) == 3 * 27 and on_policy.metadata["source"] == "on-policy"
+    episodes, counts = on_policy.data["episode"].unique(return_counts=True)
+    assert episodes.tolist() == [0, 1, 2] and (counts == 27).all()
+    # the rows the run itself trained on (the held-out 10% of each episode are not in it)
+    run = TransitionDataset.load("r/dataset")
+    held_out = json.loads(Path("r/state.json").read_text())["history"][0]
+    assert held_out["rows"] == 90
+    whole = run.data[:90]
+    kept = {tuple(row.tolist()) for row in on_policy.data["obs"]}
+    assert len(kept) == 81 and kept < {tuple(row.tolist()) for row in whole["obs"]}
 
 
 def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys):
-    main(["data", "sampled", "--env", "objmm/PETSHalfCheetah-v0", "--size", "50", "--out", "hc"])
+    main(["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "50", "--out", "hc"])
     err = error_of(capsys, "fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.train", "hc")
     expected = "dataset 'hc' was made for objmm/PETSHalfCheetah-v0, but the model is for objmm/PETSCartpole-v0"
     assert err.splitlines()[-1] == f"objmm: error: {expected}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from objmm.cli import main
 from objmm.data import TransitionDataset
@@ -34,7 +35,7 @@ def test_pets_run_killed_mid_way_resumes_with_every_trial_once(in_tmp):
     run_dir = in_tmp / "run"
     env = {**os.environ, "WANDB_MODE": "offline"}
     process = subprocess.Popen(
-        objmm("pets", "--config", TINY, "--run_dir", str(run_dir), "--trials", "4"),
+        objmm("pets", "--config", TINY, "--pets.run_dir", str(run_dir), "--pets.trials", "4"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -60,17 +61,56 @@ def test_pets_run_killed_mid_way_resumes_with_every_trial_once(in_tmp):
     episodes, counts = dataset.data["episode"].unique(return_counts=True)
     assert len(episodes) == 2 + 4 and (counts == STEPS).all()  # every trial's episode exactly once
     assert (run_dir / "pets_curve.png").stat().st_size > 10_000
+    saved = sorted(p.name for p in (run_dir / "models").iterdir())
+    assert saved == ["trial_00.pt", "trial_01.pt", "trial_02.pt", "trial_03.pt"]
+    assert [torch.load(run_dir / "models" / name)["dataset_rows"] for name in saved] == [60, 90, 120, 150]
 
 
-def test_pets_learns_on_the_newest_data_and_logs_per_trial(in_tmp, capsys):
-    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "2"])
+def test_pets_logs_every_trial_on_new_train_and_held_out_data(in_tmp, capsys):
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "2"])
     out = capsys.readouterr().out
-    assert "trial 1/2" in out and "trial 2/2" in out
+    assert "trial 1/2: reward" in out and "trial 2/2: reward" in out
+    assert "trial 2/2: epoch 2/2, training loss" in out and "trial 2/2: episode step 14/30, reward so far" in out
+    assert "pets: 2 trials in r: state.json" in out
     history = json.loads(Path("r/state.json").read_text())["history"]
     assert "new_data/nll" not in history[0] and "new_data/nll" in history[1]
-    log = next(Path("r/wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
-    for key in (b"reward", b"new_data/nll", b"train_data/nll", b"data/x"):
+    for key in ("val/nll", "val/paper_ll", "val/paper_ll_batch_median", "train_data/nll", "train/loss", "reward/mean"):
+        assert all(key in h for h in history), key
+    log = next(Path("runs/wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
+    for key in (b"reward/mean", b"new_data/nll", b"train_data/nll", b"val/paper_ll", b"data/x"):
         assert key in log
+
+
+def test_pets_trains_on_nine_tenths_of_every_episode(in_tmp):
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
+    model = torch.load("r/models/trial_00.pt")
+    assert model["dataset_rows"] == INITIAL_ROWS and model["train_rows"] == 2 * 27  # 3 of each 30 held out
+
+
+def test_a_fit_model_section_runs_in_pets_and_mse_models_work(in_tmp, capsys):
+    model_section = yaml.safe_load((ROOT / "configs" / "cartpole_de.yaml").read_text())["model"]
+    Path("de.yaml").write_text(yaml.safe_dump(model_section))  # the fit config's model section, as it is
+    main(["pets", "--config", TINY, "--model", "de.yaml", "--pets.run_dir", "de", "--pets.trials", "1"])
+    saved = torch.load("de/models/trial_00.pt")
+    assert saved["hparams"]["members"] == 5 and saved["hparams"]["probabilistic"] is False
+    main(
+        [
+            "pets",
+            "--config",
+            TINY,
+            "--model.objective",
+            "objmm.objectives.MSE",
+            "--model.probabilistic",
+            "false",
+            "--pets.run_dir",
+            "mse",
+            "--pets.trials",
+            "2",
+        ]
+    )
+    history = json.loads(Path("mse/state.json").read_text())["history"]
+    assert "new_data/mse" in history[1] and "val/nll" not in history[1]
+    assert "mse on new data" in capsys.readouterr().out
 
 
 def test_half_cheetah_incremental_pets_runs(in_tmp):
@@ -79,17 +119,17 @@ def test_half_cheetah_incremental_pets_runs(in_tmp):
             "pets",
             "--config",
             TINY,
-            "--env_id",
+            "--env.id",
             "objmm/PETSHalfCheetah-v0",
-            "--run_dir",
+            "--pets.run_dir",
             "hc",
-            "--trials",
+            "--pets.trials",
             "2",
-            "--training.mode",
+            "--pets.training",
             "incremental",
-            "--training.incremental_epochs",
+            "--pets.incremental_epochs",
             "1",
-            "--episode_steps",
+            "--pets.episode_steps",
             "10",
         ]
     )
@@ -112,23 +152,33 @@ def test_resume_on_a_directory_that_is_not_a_run(in_tmp, capsys):
 
 
 def test_a_second_run_into_the_same_directory_is_refused(in_tmp, capsys):
-    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
-    err = error_of(capsys, "pets", "--config", TINY, "--run_dir", "r")
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
+    err = error_of(capsys, "pets", "--config", TINY, "--pets.run_dir", "r")
     assert "r already holds a pets run; use --resume r" in err
 
 
-def test_model_state_is_saved_after_each_trial(in_tmp):
-    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
-    state = torch.load("r/model.pt")
-    assert any(k.endswith("input_mean") for k in state)
+def test_a_run_that_failed_before_its_first_trial_can_be_started_again(in_tmp, capsys):
+    err = error_of(capsys, "pets", "--config", TINY, "--pets.run_dir", "r", "--data.train", "nope")
+    assert "dataset source 'nope'" in err
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
+    assert json.loads(Path("r/state.json").read_text())["finished_trials"] == 1
 
 
 def test_a_finished_run_goes_further_with_resume_and_more_trials(in_tmp, capsys):
-    main(["pets", "--config", TINY, "--run_dir", "r", "--trials", "1"])
-    main(["pets", "--resume", "r", "--trials", "2"])
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
+    main(["pets", "--resume", "r", "--pets.trials", "2"])
     assert "trial 2/2" in capsys.readouterr().out
     assert json.loads(Path("r/state.json").read_text())["finished_trials"] == 2
     assert "trials: 2" in Path("r/pets_config.yaml").read_text()
+
+
+def test_resume_with_another_architecture_is_refused_and_the_config_kept(in_tmp, capsys):
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
+    config = Path("r/pets_config.yaml").read_text()
+    err = error_of(capsys, "pets", "--resume", "r", "--model.width", "64", "--pets.trials", "2")
+    assert err == "objmm: error: r was trained with model.width = 16, not 64; resume it with its own model settings"
+    assert Path("r/pets_config.yaml").read_text() == config
+    main(["pets", "--resume", "r", "--pets.trials", "2"])  # a plain resume still works
 
 
 @pytest.mark.slow
@@ -136,8 +186,8 @@ def test_pets_swings_up_and_balances_the_cartpole(in_tmp):
     """The CPU-scale config, 5 trials (~7 min): learning, not just running. The pole hanging still
     scores about 200 x 0.018 = 4; a reward above 170 needs a fast swing-up and balancing to the end."""
     config = str(ROOT / "configs" / "pets_cartpole.yaml")
-    main(["pets", "--config", config, "--run_dir", "run", "--trials", "5"])
+    main(["pets", "--config", config, "--pets.run_dir", "run", "--pets.trials", "5"])
     history = json.loads(Path("run/state.json").read_text())["history"]
-    rewards = [h["reward"] for h in history]
+    rewards = [h["reward/mean"] for h in history]
     assert rewards[0] < 100 < max(rewards) and max(rewards) > 170, rewards
     assert history[-1]["new_data/nll"] < history[1]["new_data/nll"]  # (trial 0 has no earlier model)

@@ -37,10 +37,17 @@ def test_each_row_of_the_batch_gets_its_own_optimum():
 def test_actions_stay_inside_the_bounds():
     planner = planner_for(lambda obs, a: a[..., 0] * 10)  # wants +infinity
     for _ in range(3):  # PETS keeps 2 std inside the bounds, so the mean creeps up to the bound over calls
-        td = planner(TensorDict(observation=torch.zeros(3, 4), batch_size=[3]))
-        assert td["action"].shape == (3, 1)
-        assert (td["action"] <= 3.0).all()
-    assert td["action"].min() > 2.7
+        action = planner.plan(torch.zeros(3, 4))  # plan itself, not through torchrl (which would clamp)
+        assert action.shape == (3, 1)
+        assert (action <= 3.0).all() and (action >= -3.0).all()
+    assert action.min() > 2.7
+
+
+def test_the_planner_bounds_its_answer_even_when_the_arithmetic_does_not():
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.0) ** 2))
+    planner.plan(torch.zeros(2, 4))
+    planner._mean = planner._mean + 100.0  # a warm start far outside the bounds
+    assert planner.plan(torch.zeros(2, 4)).max() <= 3.0
 
 
 def test_warm_start_shifts_the_previous_solution():

@@ -1,13 +1,20 @@
 """The LightningModule, the datamodule's batches and the reward callback."""
 
+import math
+
 import pytest
 import torch
+from tensordict import TensorDict
 
+from objmm.data import TransitionDataset
 from objmm.errors import ObjmmError
+from objmm.models import DynamicsModel
 from objmm.training import DynamicsModule, EpisodeRewardCallback, TransitionDataModule
 from objmm.training.datamodule import EnsembleBatches
-from objmm.training.metrics import dataset_metrics
+from objmm.training.metrics import dataset_metrics, paper_ll_from_nll, row_metrics
 from objmm.training.trainer import bare_trainer
+
+CARTPOLE = "objmm/PETSCartpole-v0"
 
 
 def test_training_lowers_the_validation_nll():
@@ -15,9 +22,9 @@ def test_training_lowers_the_validation_nll():
     data.setup()
     module = DynamicsModule(members=3, width=64, lr=3e-3)
     module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
-    before = dataset_metrics(module.model, data.val_datasets["val"].data)["nll"]
+    before = dataset_metrics(module.model, data.val_datasets["val"])["nll"]
     bare_trainer(8).fit(module, datamodule=data)
-    after = dataset_metrics(module.model, data.val_datasets["val"].data)["nll"]
+    after = dataset_metrics(module.model, data.val_datasets["val"])["nll"]
     assert after < before - 5, (before, after)
 
 
@@ -26,9 +33,9 @@ def test_one_wild_row_moves_the_mean_nll_but_not_the_median():
     data.setup()
     module = DynamicsModule(members=3, width=64, lr=3e-3)
     bare_trainer(5).fit(module, datamodule=data)
-    rows = data.val_datasets["val"].data.clone()
+    rows = TransitionDataset(data.val_datasets["val"].data.clone(), {"env_id": CARTPOLE})
     clean = dataset_metrics(module.model, rows)
-    rows["next_obs"][0] += 100.0  # one row far from anything the model predicts
+    rows.data["next_obs"][0] += 100.0  # one row far from anything the model predicts
     wild = dataset_metrics(module.model, rows)
     assert wild["nll"] > clean["nll"] + 10
     assert abs(wild["nll_median"] - clean["nll_median"]) < 0.5
@@ -37,8 +44,6 @@ def test_one_wild_row_moves_the_mean_nll_but_not_the_median():
 
 def test_each_member_gets_its_own_bootstrap_batch():
     rows = torch.arange(100.0)
-    from tensordict import TensorDict
-
     data = TensorDict(obs=rows[:, None], batch_size=[100])
     batches = list(EnsembleBatches(data, members=4, batch_size=10, bootstrap=True, seed=0))
     assert len(batches) == 10 and batches[0].batch_size == (4, 10)
@@ -48,6 +53,26 @@ def test_each_member_gets_its_own_bootstrap_batch():
     assert len(epoch.unique()) < 100  # a bootstrap draws with replacement
     plain = torch.cat([b["obs"][0, :, 0] for b in EnsembleBatches(data, 1, 10, bootstrap=True, seed=0)])
     assert torch.equal(plain.sort().values, rows)  # one member: a plain shuffle of every row
+
+
+def test_the_bootstrap_is_drawn_once_per_fit_and_reshuffled_every_epoch():
+    data = TensorDict(obs=torch.arange(200.0)[:, None], batch_size=[200])
+    loader = EnsembleBatches(data, members=3, batch_size=16, bootstrap=True, seed=0)
+
+    def epoch():
+        rows = torch.cat([b["obs"][..., 0] for b in loader], dim=1)  # [members, 200] in the order walked
+        return rows, rows.sort(dim=1).values  # the order, and each member's multiset of rows
+
+    order_1, sample_1 = epoch()
+    for _ in range(3):
+        epoch()
+    order_5, sample_5 = epoch()
+    assert torch.equal(sample_1, sample_5)  # the same bootstrap sample in epoch 1 and epoch 5 ...
+    assert not torch.equal(order_1, order_5)  # ... walked in a new order
+    assert not torch.equal(sample_1[0], sample_1[1]) and not torch.equal(sample_1[1], sample_1[2])
+    other_fit = EnsembleBatches(data, members=3, batch_size=16, bootstrap=True, seed=1)
+    other = torch.cat([b["obs"][..., 0] for b in other_fit], dim=1).sort(dim=1).values
+    assert not torch.equal(other, sample_1)  # another fit (seed) draws another bootstrap
 
 
 def test_trajectory_batches_hold_one_whole_trajectory_each():
@@ -62,10 +87,76 @@ def test_trajectory_batches_hold_one_whole_trajectory_each():
         assert batch["step"].tolist() == list(range(8))
 
 
-def test_trajectory_mode_on_one_step_data_is_refused():
-    data = TransitionDataModule(train="random:10x6", val_sets={"grid": "grid:2"}, val_batches="trajectory")
-    with pytest.raises(ObjmmError, match="val set 'grid' has no trajectories"):
-        data.setup()
+def test_trajectory_mode_on_one_step_data_keeps_random_batches(capsys):
+    data = TransitionDataModule(
+        train="random:10x6", val_sets={"grid": "grid:2"}, val_batches="trajectory", val_batch_size=8
+    )
+    data.setup()
+    assert "val sets without trajectories keep random batches: grid" in capsys.readouterr().out
+    grid_batches = data.val_dataloader()[1]
+    assert len(grid_batches) == 4 and all(len(b) == 8 for b in grid_batches)  # 32 rows in batches of 8
+
+
+def outlier_dataset() -> TransitionDataset:
+    """10 trajectories of 20 steps; trajectory 3's targets are far off in every row."""
+    obs = torch.randn(10, 20, 4) * 0.1
+    next_obs = obs + 0.01
+    next_obs[3] += 50.0
+    return TransitionDataset.from_trajectories(CARTPOLE, obs, torch.zeros(10, 20, 1), next_obs)
+
+
+def test_appendix_c_trajectory_batches_keep_an_outlier_trajectory_in_one_batch():
+    dataset = outlier_dataset()
+    model = DynamicsModel(CARTPOLE, members=2, width=8)
+    by_rows = dataset_metrics(model, dataset, batches="random", batch_size=20)
+    by_trajectory = dataset_metrics(model, dataset, batches="trajectory")
+    clean = TransitionDataset(dataset.data[dataset.data["episode"] != 3], {"env_id": CARTPOLE})
+    clean_ll = dataset_metrics(model, clean, batches="trajectory")["paper_ll_batch_median"]
+    # the mean over rows cannot tell the two apart (the plain mean the paper's appendix C warns of)
+    assert by_rows["paper_ll"] == pytest.approx(by_trajectory["paper_ll"], rel=1e-5)
+    # random batches of 20 hold ~2 outlier rows each: nearly every batch mean is dragged down
+    assert by_rows["paper_ll_batch_median"] < clean_ll - 100
+    # one trajectory a batch: the outlier is one batch of ten, and the median barely moves
+    assert by_trajectory["paper_ll_batch_median"] == pytest.approx(clean_ll, abs=abs(clean_ll) * 0.2)
+    assert by_trajectory["nll_batch_median"] < by_rows["nll_batch_median"] - 100
+
+
+def test_the_papers_ll_is_the_per_dimension_ll_without_the_constant():
+    model = DynamicsModel(CARTPOLE, members=3, width=8)
+    dataset = outlier_dataset()
+    batch = dataset.data[:7]
+    rows = row_metrics(model, None, batch)
+    prediction = model(batch["obs"], batch["action"])
+    error2 = (model.targets(batch["obs"], batch["next_obs"]) - prediction.mean) ** 2
+    by_hand = (-0.5 * (error2 * torch.exp(-prediction.logvar) + prediction.logvar)).mean(-1).mean(0)
+    assert torch.allclose(rows["paper_ll"], by_hand, atol=1e-4)
+    # the conversion documented in docs/objectives.md: LL = 0.5 log(2 pi) - NLL / D
+    assert torch.allclose(rows["paper_ll"], 0.5 * math.log(2 * math.pi) - rows["nll"] / 4, atol=1e-4)
+    # a full cartpole NLL of -16 (late in a PETS run) is 4.92 in the paper's convention
+    assert paper_ll_from_nll(-16.0, 4) == pytest.approx(4.919, abs=1e-3)
+
+
+def test_validation_logs_the_objectives_loss_and_both_lls(in_tmp):
+    data = TransitionDataModule(train="random:6x10", val_batches="trajectory", ensemble_size=2)
+    module = DynamicsModule(members=2, width=8)
+    trainer = bare_trainer(1)
+    trainer.limit_val_batches = 1.0
+    trainer.fit(module, datamodule=data)
+    metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
+    for key in ("val/nll", "val/loss", "val/paper_ll", "val/paper_ll_batch_median", "val/mse", "val/nll_median"):
+        assert key in metrics, key
+    assert metrics["val/loss"] == pytest.approx(metrics["val/nll"], rel=1e-5)  # GaussianNLL's loss is the NLL
+
+
+def test_weight_decay_per_layer_reaches_the_optimizer():
+    module = DynamicsModule(members=2, width=8, depth=2, weight_decay=[1e-4, 2e-4, 5e-4])
+    groups = module.configure_optimizers().param_groups
+    decays = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    layers = module.model.net.layers
+    assert [decays[id(layer.weight)] for layer in layers] == [1e-4, 2e-4, 5e-4]
+    assert all(decays[id(layer.bias)] == 0.0 for layer in layers)
+    with pytest.raises(ObjmmError, match="model.weight_decay must be one number >= 0 or 3"):
+        DynamicsModule(members=2, width=8, depth=2, weight_decay=[1e-4, 2e-4])
 
 
 def test_reward_callback_remembers_best_epochs_and_round_trips_its_state():

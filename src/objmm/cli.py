@@ -1,4 +1,14 @@
-"""`objmm`: a LightningCLI for fitting and validating dynamics models (`objmm fit --config ...`).
+"""`objmm`: one command line for every experiment, on LightningCLI's config system.
+
+    objmm fit --config configs/cartpole_pe.yaml       # fit a model, reward measured every few epochs
+    objmm pets --config configs/pets_cartpole.yaml    # the PETS loop (experiments/pets.py)
+    objmm data grid ...                               # the paper's datasets (experiments/datasets.py)
+
+Every command that trains models reads the same sections: `env` (id and settings, linked into
+the model and the data), `model` (`DynamicsModule`: the network and its objective by class path),
+`data` (`TransitionDataModule`), `trainer` (Lightning's, with W&B offline as its logger) and
+`seed_everything` (the one seed); an experiment adds its own section (`pets:`). A model section
+written for `fit` works in `pets` unchanged.
 
 Bad input ends with one line, `objmm: error: ...`, and exit status 2.
 """
@@ -8,15 +18,17 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
 
-from objmm import atomic
+from objmm.envs import EnvSpec
 from objmm.errors import ObjmmError
+from objmm.seeding import seed_of
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.reward_callback import run_directory
+
+#: the experiments beside Lightning's own fit / validate: name -> module with `main(argv)`
+EXPERIMENTS = ("pets", "data")
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -30,12 +42,6 @@ class RunConfigCallback(SaveConfigCallback):
             logger.log_hyperparams(self.config.as_dict())
 
 
-class ObjmmCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.env_id", "model.env_id")
-        parser.link_arguments("model.members", "data.ensemble_size")
-
-
 def wandb_offline_logger() -> dict:
     return {
         "class_path": "lightning.pytorch.loggers.WandbLogger",
@@ -43,64 +49,64 @@ def wandb_offline_logger() -> dict:
     }
 
 
-def pets_main(argv: list[str]) -> None:
-    """`objmm pets --config X` / `objmm pets --resume RUN_DIR`."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+class ObjmmCLI(LightningCLI):
+    """LightningCLI with objmm's shared sections; `section=(name, class)` adds an experiment's own."""
 
-    from objmm.pets import CONFIG_FILE, check_run_dir, pets
+    def __init__(self, args=None, run: bool = True, section: tuple[str, type] | None = None, **kwargs):
+        self.section = section
+        kwargs.setdefault("trainer_defaults", {"logger": wandb_offline_logger()})
+        super().__init__(DynamicsModule, TransitionDataModule, args=args, run=run, seed_everything_default=0, **kwargs)
 
-    parser = ArgumentParser(prog="objmm pets", description=pets.__doc__.splitlines()[0])
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_function_arguments(pets, skip={"resume"})
-    parser.add_argument("--resume", type=str | None, default=None, help="a pets run directory to go on with")
-    cfg = parser.parse_args(argv)
-    resume_dir = cfg.pop("resume")
-    if resume_dir:
-        # the saved config, with any setting given beside --resume on top (e.g. --trials 20 to go further)
-        check_run_dir(Path(resume_dir))
-        overrides = [a for i, a in enumerate(argv) if a != "--resume" and (i == 0 or argv[i - 1] != "--resume")]
-        cfg = parser.parse_args(["--config", str(Path(resume_dir) / CONFIG_FILE), *overrides])
-        cfg.pop("resume")
-        cfg.run_dir = resume_dir
-    else:
-        run_dir = Path(cfg.run_dir)
-        if (run_dir / CONFIG_FILE).exists():
-            raise ObjmmError(f"{run_dir} already holds a pets run; use --resume {run_dir} or another --run_dir")
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.pop("config", None)
-    atomic.write_text(run_dir / CONFIG_FILE, parser.dump(cfg, skip_none=False))
-    init = parser.instantiate_classes(cfg)
-    pets(**vars(init), resume=bool(resume_dir))
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_class_arguments(EnvSpec, "env")
+        for source, target in (
+            ("env.id", "model.env_id"),
+            ("env.id", "data.env_id"),
+            ("env.kwargs", "model.env_kwargs"),
+            ("env.kwargs", "data.env_kwargs"),
+            ("model.members", "data.ensemble_size"),
+        ):
+            parser.link_arguments(source, target)
+        parser.link_arguments("seed_everything", "data.seed", compute_fn=seed_of)
+        if self.section is not None:
+            name, settings = self.section
+            parser.add_class_arguments(settings, name)
+
+
+def fit_cli(args: list[str] | None) -> None:
+    ObjmmCLI(
+        args=args,
+        save_config_callback=RunConfigCallback,
+        save_config_kwargs={"save_to_log_dir": False, "overwrite": True, "config_filename": "objmm_config.yaml"},
+        parser_kwargs={"description": __doc__.splitlines()[0] + " Experiments beside fit: " + ", ".join(EXPERIMENTS)},
+    )
 
 
 def main(args: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     warnings.filterwarnings("ignore", message=".*treespec.*")  # lightning vs newer torch, not ours
+    # LightningCLI warns when called in-process (tests, notebooks) while sys.argv holds other arguments
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     argv = sys.argv[1:] if args is None else list(args)
     try:
         if argv[:1] == ["pets"]:
-            return pets_main(argv[1:])
-        if argv[:1] == ["data"]:
-            from objmm.data_commands import data_main
+            from objmm.experiments import pets
 
-            return data_main(argv[1:])
-        ObjmmCLI(
-            DynamicsModule,
-            TransitionDataModule,
-            save_config_callback=RunConfigCallback,
-            save_config_kwargs={
-                "save_to_log_dir": False,
-                "overwrite": True,
-                "config_filename": "objmm_config.yaml",
-            },
-            trainer_defaults={"logger": wandb_offline_logger()},
-            args=args,
-        )
+            pets.main(argv[1:])
+        elif argv[:1] == ["data"]:
+            from objmm.experiments import datasets
+
+            datasets.main(argv[1:])
+        else:
+            fit_cli(args)
     except ObjmmError as error:
         _finish_wandb(exit_code=2)
         print(f"objmm: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        _finish_wandb(exit_code=130)
+        print("objmm: interrupted", file=sys.stderr)
+        sys.exit(130)
     _finish_wandb(exit_code=0)
 
 
@@ -115,4 +121,4 @@ def _finish_wandb(exit_code: int) -> None:
     wandb.teardown()
 
 
-__all__ = ["ObjmmCLI", "WandbLogger", "main"]
+__all__ = ["ObjmmCLI", "main"]

@@ -1,4 +1,5 @@
-"""Figures, written atomically (a temporary file renamed into place)."""
+"""Figures, written atomically (a temporary file renamed into place), readable as they come out:
+axes named in words, legends, integer ticks where the axis counts something."""
 
 from __future__ import annotations
 
@@ -11,6 +12,24 @@ from objmm import atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+METRIC_WORDS = {
+    "nll": "NLL",
+    "nll_median": "median NLL",
+    "nll_batch_median": "NLL (median over batches)",
+    "paper_ll": "LL (paper's convention)",
+    "paper_ll_batch_median": "LL (paper's convention, median over batches)",
+    "mse": "MSE",
+    "loss": "training objective",
+}
+
+
+def metric_label(key: str) -> str:
+    """`val/nll` -> `NLL on the val set`."""
+    where, _, metric = key.rpartition("/")
+    words = METRIC_WORDS.get(metric, metric)
+    return f"{words} on the {where} set" if where else words
 
 
 def save_figure_atomically(fig, path: Path) -> Path:
@@ -27,23 +46,41 @@ def plot_reward_and_nll(
     nll_epochs: Sequence[int],
     nll: Sequence[float],
     path: Path,
-    nll_label: str = "validation NLL",
+    metric: str = "val/nll",
     title: str = "",
 ) -> Path:
-    """Episode reward (mean ± std) and validation NLL against training epoch (the paper's Fig. 4)."""
+    """Episode reward (mean ± std) and a validation metric against training epoch (the paper's
+    Fig. 4), with the epochs of best reward and best metric marked."""
     fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
     mean = list(reward_mean)
     low = [m - s for m, s in zip(mean, reward_std, strict=True)]
     high = [m + s for m, s in zip(mean, reward_std, strict=True)]
-    ax_reward.plot(reward_epochs, mean, "o-", color="tab:blue", label="episode reward")
+    label = metric_label(metric)
+    handles = ax_reward.plot(reward_epochs, mean, "o-", color="tab:blue", label="episode reward (mean ± std)")
     ax_reward.fill_between(reward_epochs, low, high, color="tab:blue", alpha=0.2)
     ax_reward.set_xlabel("training epoch")
     ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_reward.xaxis.set_major_locator(MaxNLocator(integer=True))
+    best_reward = reward_epochs[max(range(len(mean)), key=mean.__getitem__)]
+    handles.append(ax_reward.axvline(best_reward, color="tab:blue", ls=":", label=f"best reward (epoch {best_reward})"))
     ax_nll = ax_reward.twinx()
-    ax_nll.plot(nll_epochs, nll, "-", color="tab:red", label=nll_label)
-    ax_nll.set_ylabel(nll_label, color="tab:red")
+    handles += ax_nll.plot(nll_epochs, nll, "-", color="tab:red", label=label)
+    ax_nll.set_ylabel(label, color="tab:red")
+    if len(nll):
+        values = list(nll)
+        pick = max if "paper_ll" in metric else min
+        best = nll_epochs[pick(range(len(values)), key=values.__getitem__)]
+        handles.append(
+            ax_nll.axvline(
+                best,
+                color="tab:red",
+                ls="--",
+                label=f"best {METRIC_WORDS.get(metric.rpartition('/')[2], 'metric')} (epoch {best})",
+            )
+        )
+    ax_reward.legend(handles=handles, loc="lower right", fontsize="small")
     if title:
-        ax_reward.set_title(title)
+        ax_reward.set_title(title, fontsize="medium")
     return save_figure_atomically(fig, path)
 
 
@@ -58,15 +95,20 @@ def plot_trials(
     """PETS learning curve: episode reward and model NLL per trial (the paper's Fig. 11)."""
     fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
     trial_numbers = [t + 1 for t in trials]
-    ax_reward.plot(trial_numbers, reward, "o-", color="tab:blue")
+    handles = ax_reward.plot(trial_numbers, reward, "o-", color="tab:blue", label="episode reward")
     ax_reward.set_xlabel("trial")
     ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_reward.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_nll = ax_reward.twinx()
-    ax_nll.plot(trial_numbers, nll_new_data, "s--", color="tab:red", label="on the new trial's data (before training)")
-    ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="on the training data")
-    ax_nll.set_ylabel("model NLL (symlog)", color="tab:red")
+    handles += ax_nll.plot(
+        trial_numbers, nll_new_data, "s--", color="tab:red", label="NLL on the trial's new data (before training)"
+    )
+    handles += ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="NLL on the training data")
+    ax_nll.set_ylabel("model NLL (symlog scale)", color="tab:red")
     ax_nll.set_yscale("symlog")  # a model meeting new states can be off by 1000x; keep the rest readable
-    ax_nll.legend(loc="center right", fontsize="small")
+    ax_nll.yaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(base=10, linthresh=1, subs=range(1, 10)))
+    ax_nll.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax_reward.legend(handles=handles, loc="center right", fontsize="small")
     if title:
-        ax_reward.set_title(title)
+        ax_reward.set_title(title, fontsize="medium")
     return save_figure_atomically(fig, path)

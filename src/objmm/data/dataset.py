@@ -21,12 +21,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tensordict import TensorDict
 
 from objmm.envs import Task, get_task
 from objmm.errors import ObjmmError
+from objmm.seeding import derive_seed
 
 METADATA_FILE = "objmm.json"
 FIELDS = ("obs", "action", "next_obs", "episode", "step")
@@ -108,17 +110,47 @@ class TransitionDataset:
                 raise ObjmmError(f"dataset {self.name!r}: {key} holds NaN or inf (first at row {row})")
 
     # ----------------------------------------------------------------- splits and trajectories
-    def split(self, fraction: float, seed: int = 0) -> tuple[TransitionDataset, TransitionDataset]:
-        """Random split by whole trajectories: `fraction` of the episodes go to the first part."""
-        episodes = self.data["episode"].unique()
-        order = episodes[torch.randperm(len(episodes), generator=torch.Generator().manual_seed(seed))]
-        n_first = int(round(fraction * len(order)))
-        first = torch.isin(self.data["episode"], order[:n_first])
+    def split(
+        self, fraction: float, seed: int = 0, by: Literal["episodes", "rows"] = "episodes"
+    ) -> tuple[TransitionDataset, TransitionDataset]:
+        """Split into a `fraction` part and the rest.
+
+        `episodes`: a random `fraction` of the whole trajectories go to the first part (fit's
+        validation never sees a trajectory it trained on). `rows`: inside every trajectory,
+        round((1 - fraction) x its length) random rows go to the rest (PETS: every trial's episode
+        is trained on). Which rows of a trajectory are held out depends only on `seed` and the
+        trajectory's episode number, so a growing dataset keeps the split of its older rows.
+        """
+        episode = self.data["episode"]
+        if by == "episodes":
+            episodes = episode.unique()
+            generator = torch.Generator().manual_seed(derive_seed(seed, "split"))
+            order = episodes[torch.randperm(len(episodes), generator=generator)]
+            first = torch.isin(episode, order[: int(round(fraction * len(order)))])
+        elif by == "rows":
+            first = torch.ones(len(self), dtype=torch.bool)
+            for rows in self.trajectories():
+                held_out = int(round((1 - fraction) * len(rows)))
+                generator = torch.Generator().manual_seed(derive_seed(seed, "split", int(episode[rows[0]])))
+                first[rows[torch.randperm(len(rows), generator=generator)[:held_out]]] = False
+        else:
+            raise ObjmmError(f"split by {by!r}: use 'episodes' or 'rows'")
         meta = dict(self.metadata)
         return (
-            TransitionDataset(self.data[first], {**meta, "split": f"first {fraction}"}),
-            TransitionDataset(self.data[~first], {**meta, "split": f"rest {1 - fraction:.2f}"}),
+            TransitionDataset(self.data[first], {**meta, "split": f"first {fraction} by {by}"}),
+            TransitionDataset(self.data[~first], {**meta, "split": f"rest {1 - fraction:.2f} by {by}"}),
         )
+
+    def batches(
+        self, mode: Literal["random", "trajectory"] = "random", batch_size: int = 1024, seed: int = 0
+    ) -> list[torch.Tensor]:
+        """Row indices of evaluation batches: random rows, `batch_size` a batch, or one whole
+        trajectory a batch (Appendix C). One-step data (every row its own episode) has no
+        trajectories to batch by, so it gets random batches in both modes."""
+        if mode == "trajectory" and self.has_trajectories():
+            return self.trajectories()
+        generator = torch.Generator().manual_seed(derive_seed(seed, "batches"))
+        return list(torch.randperm(len(self), generator=generator).split(batch_size))
 
     def trajectories(self) -> list[torch.Tensor]:
         """Row indices of each trajectory, in step order."""

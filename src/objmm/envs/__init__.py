@@ -3,7 +3,7 @@
 import gymnasium
 
 from objmm.envs import cartpole, half_cheetah
-from objmm.envs.task import Task, get_task, known_env_ids, register_task
+from objmm.envs.task import EnvSpec, Task, get_task, known_env_ids, register_task
 
 for _module in (cartpole, half_cheetah):
     register_task(_module.TASK)
@@ -14,7 +14,7 @@ for _module in (cartpole, half_cheetah):
             max_episode_steps=_module.TASK.episode_steps,
         )
 
-__all__ = ["Task", "get_task", "known_env_ids", "make_env"]
+__all__ = ["EnvSpec", "Task", "get_task", "known_env_ids", "make_env"]
 
 
 def make_env(env_id: str, **kwargs) -> gymnasium.Env:

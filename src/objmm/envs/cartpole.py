@@ -69,6 +69,7 @@ class PETSCartpoleEnv(PETSMujocoEnv):
 
 TASK = Task(
     env_id=ENV_ID,
+    name="PETS cartpole",
     obs_dim=4,
     action_dim=1,
     action_low=-3.0,

@@ -78,6 +78,7 @@ _JOINT_LOW = (-0.52, -0.785, -0.4, -1.0, -1.2, -0.5)
 _JOINT_HIGH = (1.05, 0.785, 0.785, 0.7, 0.87, 0.5)
 TASK = Task(
     env_id=ENV_ID,
+    name="PETS half cheetah",
     obs_dim=18,
     action_dim=6,
     action_low=-1.0,

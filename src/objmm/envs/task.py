@@ -7,8 +7,9 @@ used for grid and sampled data), so the rest of objmm never branches on the env.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -19,6 +20,8 @@ from objmm.errors import ObjmmError
 @dataclass(frozen=True)
 class Task:
     env_id: str
+    #: what a reader calls it (figure titles)
+    name: str
     obs_dim: int
     action_dim: int
     action_low: float
@@ -40,12 +43,32 @@ class Task:
     periodic_dims: tuple[int, ...] = ()
 
     def reward(self, **env_kwargs) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The batched torch reward of the env made with `env_kwargs` (e.g. x_goal)."""
-        return partial(self.reward_fn, **env_kwargs)
+        """The batched torch reward of the env made with `env_kwargs` (e.g. x_goal); env settings that
+        are not the reward's (e.g. reset_noise_scale) are left out."""
+        accepted = inspect.signature(self.reward_fn).parameters
+        return partial(self.reward_fn, **{k: v for k, v in env_kwargs.items() if k in accepted})
 
     def action_bounds(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         low = torch.full((self.action_dim,), self.action_low, device=device)
         return low, torch.full((self.action_dim,), self.action_high, device=device)
+
+
+@dataclass
+class EnvSpec:
+    """The `env:` section of every objmm config: which env, made with which settings. The CLI links
+    it into the model (the reward the controller plans for) and the data (generated datasets).
+
+    Args:
+        id: an objmm env id (`objmm/PETSCartpole-v0`, `objmm/PETSHalfCheetah-v0`).
+        kwargs: the env's settings, e.g. `{x_goal: 0.5}` (the cartpole's goal, appendix B) or
+            `{reset_noise_scale: 0.0}`.
+    """
+
+    id: str = "objmm/PETSCartpole-v0"
+    kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        get_task(self.id)
 
 
 _TASKS: dict[str, Task] = {}

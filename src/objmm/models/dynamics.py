@@ -37,6 +37,13 @@ class DynamicsModel(nn.Module):
         return self.net.probabilistic
 
     @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """A fresh, untrained model (PETS's full re-training starts every trial from here)."""
+        self.net.reset_parameters()
+        self.input_mean.zero_()
+        self.input_std.fill_(1.0)
+
+    @torch.no_grad()
     def fit_normaliser(self, obs: torch.Tensor, action: torch.Tensor) -> None:
         """Set the input statistics from training rows obs [N, O], action [N, A]."""
         x = self._raw_inputs(obs.to(self.input_mean), action.to(self.input_mean))

@@ -24,9 +24,14 @@ class EnsembleLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
-        # PETS's initialisation: truncated normal with std 1 / (2 sqrt(fan_in)).
-        std = 1.0 / (2.0 * math.sqrt(in_features))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """PETS's initialisation: truncated normal with std 1 / (2 sqrt(fan_in)), zero bias."""
+        std = 1.0 / (2.0 * math.sqrt(self.weight.shape[1]))
         nn.init.trunc_normal_(self.weight, std=std, a=-2 * std, b=2 * std)
+        self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [E, B, in] -> [E, B, out]; x [B, in] is shared by every member (broadcast, no copy)."""
@@ -59,6 +64,19 @@ class EnsembleMLP(nn.Module):
         if probabilistic:
             self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))
             self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0))
+
+    @property
+    def layers(self) -> list[EnsembleLinear]:
+        """The hidden layers, then the output head."""
+        return [*self.hidden, self.head]
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for layer in self.layers:
+            layer.reset_parameters()
+        if self.probabilistic:
+            self.max_logvar.fill_(0.5)
+            self.min_logvar.fill_(-10.0)
 
     def forward(self, x: torch.Tensor, mean_only: bool = False) -> Prediction:
         """x [E, B, in] or [B, in] -> Prediction with [E, B, out] tensors.

@@ -16,7 +16,9 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.modules.planners import MPCPlannerBase
 
-from objmm.planning.model_env import ModelEnv
+from objmm.envs import Task
+from objmm.errors import ObjmmError
+from objmm.planning.model_env import Dynamics, ModelEnv
 
 
 @dataclass
@@ -31,8 +33,13 @@ class CEMConfig:
     alpha: float = 0.1
 
     def __post_init__(self):
-        if not 0 < self.elites <= self.population:
-            raise ValueError(f"CEM needs 0 < elites <= population, got {self.elites} and {self.population}")
+        for name in ("horizon", "population", "elites", "iterations"):
+            if getattr(self, name) < 1:
+                raise ObjmmError(f"cem.{name} must be at least 1, got {getattr(self, name)}")
+        if self.elites > self.population:
+            raise ObjmmError(f"cem.elites ({self.elites}) must not exceed cem.population ({self.population})")
+        if not 0 <= self.alpha < 1:
+            raise ObjmmError(f"cem.alpha must be in [0, 1), got {self.alpha}")
 
 
 class CEMPlanner(MPCPlannerBase):
@@ -42,6 +49,19 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("low", env.action_spec.space.low.clone())
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
+
+    @classmethod
+    def for_dynamics(
+        cls,
+        task: Task,
+        dynamics: Dynamics,
+        config: CEMConfig | None = None,
+        env_kwargs: dict | None = None,
+        device: torch.device | str = "cpu",
+    ) -> CEMPlanner:
+        """A planner over `dynamics` (a model's `predict_next`, or the simulator) that scores candidates
+        with the task's reward in the env made with `env_kwargs` (e.g. the cartpole's x_goal)."""
+        return cls(ModelEnv(task, dynamics, task.reward(**(env_kwargs or {})), device=device), config)
 
     def reset(self) -> None:
         """Forget the warm start (call at the start of each batch of episodes)."""
@@ -78,7 +98,9 @@ class CEMPlanner(MPCPlannerBase):
             mean = cfg.alpha * mean + (1 - cfg.alpha) * elites.mean(1)
             var = cfg.alpha * var + (1 - cfg.alpha) * elites.var(1, unbiased=False)
         self._mean = torch.cat([mean[:, 1:], mid.expand(n, 1, -1)], dim=1)
-        return mean[:, 0]
+        # the one place actions are bounded: the truncated normal keeps candidates inside, and this
+        # keeps the answer inside whatever the arithmetic did (torchrl's spec would clamp it silently)
+        return torch.minimum(torch.maximum(mean[:, 0], low), high)
 
     def evaluate(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Sum of rewards of each candidate sequence: obs [N, O], candidates [N, P, H, A] -> [N, P]."""

@@ -11,6 +11,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from objmm.envs import get_task, make_env
+from objmm.errors import ObjmmError
 
 
 @dataclass
@@ -30,11 +31,19 @@ def collect_episodes(
     seed: int = 0,
     steps: int | None = None,
     device: torch.device | str = "cpu",
+    progress: Callable[[int, int, np.ndarray], None] | None = None,
     **env_kwargs,
 ) -> Episodes:
-    """Run `episodes` episodes at once; the policy gets all of them in one batch per step."""
+    """Run `episodes` episodes at once; the policy gets all of them in one batch per step.
+
+    The env applies the policy's action as its actuator does (the MuJoCo control range); the
+    planner bounds its own actions (`CEMPlanner.plan`). `progress(step, steps, returns_so_far)` is
+    called after every step.
+    """
     task = get_task(env_id)
-    steps = steps or task.episode_steps
+    steps = task.episode_steps if steps is None else steps
+    if episodes < 1 or steps < 1:
+        raise ObjmmError(f"episodes and episode steps must be at least 1, got {episodes} and {steps}")
     envs = gymnasium.vector.SyncVectorEnv([lambda: make_env(env_id, **env_kwargs) for _ in range(episodes)])
     if hasattr(policy, "reset"):
         policy.reset()
@@ -48,10 +57,11 @@ def collect_episodes(
     for t in range(steps):
         td = TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32, device=device), batch_size=[episodes])
         action = policy(td)["action"].detach().cpu().numpy().astype(np.float64)
-        action = np.clip(action, task.action_low, task.action_high)
         record.obs[:, t], record.actions[:, t] = obs, action
         obs, reward, _, _, _ = envs.step(action)
         record.next_obs[:, t] = obs
         record.returns += reward
+        if progress is not None:
+            progress(t + 1, steps, record.returns)
     envs.close()
     return record

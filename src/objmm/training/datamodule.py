@@ -1,9 +1,10 @@
 """Training and validation data for a dynamics model: one train set, any number of named val sets.
 
 Train batches are TensorDicts of shape [members, batch]: each ensemble member draws its own
-bootstrap of the train rows (PETS), so a whole ensemble step is one batched op. Validation
-batches are either random rows (`random`) or whole trajectories (`trajectory`, the paper's
-appendix C), for every named val set at once.
+bootstrap of the train rows once per fit (PETS, mbrl-lib) and walks a new shuffle of it every
+epoch, so a whole ensemble step is one batched op. Validation batches are random rows
+(`random`) or one whole trajectory each (`trajectory`, the paper's Appendix C), for every named
+val set at once; `objmm.training.metrics` aggregates them.
 """
 
 from __future__ import annotations
@@ -18,24 +19,29 @@ from tensordict import TensorDict
 from objmm.data import TransitionDataset, load_source
 from objmm.envs import get_task
 from objmm.errors import ObjmmError
+from objmm.seeding import derive_seed
 
 
 class EnsembleBatches:
-    """An epoch of [members, batch] TensorDicts: each member walks its own shuffled bootstrap."""
+    """Epochs of [members, batch] TensorDicts. Each member's bootstrap sample (rows drawn with
+    replacement) is drawn once, here; every epoch walks a new shuffle of the same sample."""
 
     def __init__(self, data: TensorDict, members: int, batch_size: int, bootstrap: bool, seed: int):
-        self.data, self.members, self.batch_size, self.bootstrap = data, members, batch_size, bootstrap
-        self.generator = torch.Generator().manual_seed(seed)
+        self.data, self.members, self.batch_size = data, members, batch_size
+        self.generator = torch.Generator().manual_seed(derive_seed(seed, "bootstrap"))
+        n = len(data)
+        if bootstrap and members > 1:
+            self.sample = torch.randint(n, (members, n), generator=self.generator)
+        else:
+            self.sample = torch.arange(n).expand(members, n)
 
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
 
     def __iter__(self) -> Iterator[TensorDict]:
         n = len(self.data)
-        if self.bootstrap and self.members > 1:
-            order = torch.randint(n, (self.members, n), generator=self.generator)
-        else:
-            order = torch.stack([torch.randperm(n, generator=self.generator) for _ in range(self.members)])
+        shuffle = torch.rand(self.members, n, generator=self.generator).argsort(dim=1)
+        order = self.sample.gather(1, shuffle)
         for start in range(0, n, self.batch_size):
             yield self.data[order[:, start : start + self.batch_size]]
 
@@ -61,6 +67,7 @@ class TransitionDataModule(L.LightningDataModule):
         train: str = "grid",
         val_sets: dict[str, str] | None = None,
         train_fraction: float = 0.9,
+        split: Literal["episodes", "rows"] = "episodes",
         batch_size: int = 32,
         val_batch_size: int = 1024,
         val_batches: Literal["random", "trajectory"] = "random",
@@ -71,56 +78,73 @@ class TransitionDataModule(L.LightningDataModule):
     ):
         """
         Args:
-            env_id: the objmm env the data comes from.
-            train: dataset source (a saved dataset directory, `grid`, `grid:N` or `random:EPISODESxHORIZON`);
-                `train_fraction` of it trains, the rest is the val set named `val`.
+            env_id: the objmm env the data comes from (linked from `env.id` by the CLI).
+            train: dataset source (a saved dataset directory, `grid`, `grid:N`, `random:EPISODESxHORIZON`,
+                `babbling:ROLLOUTSxHORIZON` or `sampled:N`); `train_fraction` of it trains, the rest is the
+                val set named `val`. In `objmm pets` it is the initial data.
             val_sets: more named val sets, name -> dataset source (e.g. `{grid: grid, expert: data/expert}`).
-            val_batches: `random` rows, or one whole `trajectory` per batch (appendix C).
+            split: hold out whole `episodes`, or `rows` inside every episode (`TransitionDataset.split`).
+            val_batches: `random` rows of `val_batch_size`, or one whole `trajectory` per batch (Appendix C;
+                one-step sets such as the grid have no trajectories and keep random batches).
             ensemble_size: members of the model (linked from `model.members` by the CLI).
+            seed: the seed of the split, the bootstraps and generated data (linked from `seed_everything`).
+            env_kwargs: the env's settings (linked from `env.kwargs`), e.g. a reset noise for generated data.
         """
         super().__init__()
         get_task(env_id)
         if not 0 < train_fraction < 1:
-            raise ObjmmError(f"train_fraction must be in (0, 1), got {train_fraction}")
+            raise ObjmmError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
+            if value < 1:
+                raise ObjmmError(f"data.{name} must be at least 1, got {value}")
         self.env_id, self.train_source, self.val_sources = env_id, train, dict(val_sets or {})
-        self.train_fraction, self.batch_size, self.val_batch_size = train_fraction, batch_size, val_batch_size
-        self.val_batches, self.ensemble_size, self.bootstrap, self.seed = (
-            val_batches,
-            ensemble_size,
-            bootstrap,
-            seed,
-        )
+        self.train_fraction, self.split, self.batch_size = train_fraction, split, batch_size
+        self.val_batch_size, self.val_batches = val_batch_size, val_batches
+        self.ensemble_size, self.bootstrap, self.seed = ensemble_size, bootstrap, seed
         self.env_kwargs = dict(env_kwargs or {})
         self.train_set: TransitionDataset | None = None
         self.val_datasets: dict[str, TransitionDataset] = {}
         self._given: TransitionDataset | None = None
+        self.fit_index = 0
 
-    @classmethod
-    def from_dataset(cls, dataset: TransitionDataset, **kwargs) -> TransitionDataModule:
-        """A datamodule over a dataset already in memory (the PETS loop's growing dataset)."""
-        datamodule = cls(env_id=dataset.env_id, train="(in memory)", **kwargs)
-        datamodule._given = dataset
+    def with_dataset(self, dataset: TransitionDataset, fit_index: int = 0, **changes) -> TransitionDataModule:
+        """A datamodule with these settings over a dataset already in memory (the PETS loop's
+        growing dataset), any setting changed; `fit_index` (the trial) gives each fit its own bootstrap."""
+        settings = {
+            "env_id": dataset.env_id,
+            "train": "(in memory)",
+            "val_sets": self.val_sources,
+            "train_fraction": self.train_fraction,
+            "split": self.split,
+            "batch_size": self.batch_size,
+            "val_batch_size": self.val_batch_size,
+            "val_batches": self.val_batches,
+            "ensemble_size": self.ensemble_size,
+            "bootstrap": self.bootstrap,
+            "seed": self.seed,
+            "env_kwargs": self.env_kwargs,
+        }
+        datamodule = type(self)(**{**settings, **changes})
+        datamodule._given, datamodule.fit_index = dataset, fit_index
         return datamodule
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        full = (
-            self._given
-            if self._given is not None
-            else load_source(self.train_source, self.env_id, seed=self.seed, **self.env_kwargs)
-        )
-        self.train_set, held_out = full.split(self.train_fraction, seed=self.seed)
+        full = self._given if self._given is not None else self.load(self.train_source, "train")
+        if len(full) < 2:
+            raise ObjmmError(f"data.train {self.train_source!r} has {len(full)} rows; a model needs at least 2")
+        self.train_set, held_out = full.split(self.train_fraction, seed=self.seed, by=self.split)
         self.val_datasets = {"val": held_out}
         for name, source in self.val_sources.items():
-            self.val_datasets[name] = load_source(source, self.env_id, seed=self.seed + 1, **self.env_kwargs)
+            self.val_datasets[name] = self.load(source, name)
         if self.val_batches == "trajectory":
-            for name, dataset in self.val_datasets.items():
-                if not dataset.has_trajectories():
-                    raise ObjmmError(
-                        f"val set {name!r} has no trajectories (every episode is one step); "
-                        "use val_batches: random for it"
-                    )
+            one_step = [name for name, dataset in self.val_datasets.items() if not dataset.has_trajectories()]
+            if one_step:
+                print(f"objmm: val sets without trajectories keep random batches: {', '.join(one_step)}")
+
+    def load(self, source: str, name: str) -> TransitionDataset:
+        return load_source(source, self.env_id, seed=derive_seed(self.seed, f"data/{name}"), **self.env_kwargs)
 
     @property
     def val_names(self) -> list[str]:
@@ -132,16 +156,12 @@ class TransitionDataModule(L.LightningDataModule):
         return batch.to(device, non_blocking=True)
 
     def train_dataloader(self) -> EnsembleBatches:
-        # one iterable for the whole fit: each epoch (each iter) draws new bootstraps from its generator
-        return EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, self.seed)
+        # called once per fit: the bootstrap is drawn here, and each epoch reshuffles it
+        seed = derive_seed(self.seed, "fit", self.fit_index)
+        return EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, seed)
 
     def val_dataloader(self) -> list[FixedBatches]:
-        loaders = []
-        for dataset in self.val_datasets.values():
-            if self.val_batches == "trajectory":
-                groups = dataset.trajectories()
-            else:
-                order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
-                groups = list(order.split(self.val_batch_size))
-            loaders.append(FixedBatches(dataset.data, groups))
-        return loaders
+        return [
+            FixedBatches(dataset.data, dataset.batches(self.val_batches, self.val_batch_size, self.seed))
+            for dataset in self.val_datasets.values()
+        ]

@@ -8,7 +8,8 @@ from tensordict import TensorDictBase
 
 from objmm.errors import ObjmmError
 from objmm.models import DynamicsModel
-from objmm.objectives import MSE, GaussianNLL, Objective, gaussian_nll, squared_error
+from objmm.objectives import MSE, GaussianNLL, Objective
+from objmm.training.metrics import MetricsAccumulator, row_metrics
 
 
 class DynamicsModule(L.LightningModule):
@@ -21,15 +22,32 @@ class DynamicsModule(L.LightningModule):
         probabilistic: bool = True,
         objective: Objective | None = None,
         lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        weight_decay: float | list[float] = 0.0,
+        env_kwargs: dict | None = None,
     ):
         """
         Args:
-            env_id: the objmm env (linked from `data.env_id` by the CLI).
+            env_id: the objmm env (linked from `env.id` by the CLI).
             members, width, depth, probabilistic: the ensemble. D: 1/False, DE: 5/False, P: 1/True, PE: 5/True.
             objective: the training loss; default GaussianNLL for probabilistic models, MSE otherwise.
+            lr: Adam's learning rate.
+            weight_decay: L2 coefficient on the weights (Adam's coupled weight decay: the gradient of
+                wd/2 |W|^2 is added), one for all layers or one per layer (the `depth` hidden layers,
+                then the output layer), as PETS decays each layer by its own amount (docs/objectives.md).
+            env_kwargs: the env's settings (linked from `env.kwargs`), e.g. the cartpole's x_goal: the
+                reward the controller plans for when this model is evaluated.
         """
         super().__init__()
+        for name, value in (("members", members), ("width", width), ("depth", depth)):
+            if value < 1:
+                raise ObjmmError(f"model.{name} must be at least 1, got {value}")
+        if not lr > 0:
+            raise ObjmmError(f"model.lr must be positive, got {lr}")
+        decays = weight_decay if isinstance(weight_decay, list) else [weight_decay] * (depth + 1)
+        if len(decays) != depth + 1 or min(decays) < 0:
+            raise ObjmmError(
+                f"model.weight_decay must be one number >= 0 or {depth + 1} (one per layer), got {weight_decay}"
+            )
         self.save_hyperparameters(ignore=["objective"])
         self.model = DynamicsModel(env_id, members, width, depth, probabilistic)
         self.objective = objective or (GaussianNLL() if probabilistic else MSE())
@@ -37,12 +55,14 @@ class DynamicsModule(L.LightningModule):
             raise ObjmmError(
                 f"objective {type(self.objective).__name__} needs a probabilistic model; set model.probabilistic: true"
             )
+        self.layer_decays = decays
+        self.env_kwargs = dict(env_kwargs or {})
         self.val_names: list[str] = []
+        self._val: list[MetricsAccumulator] = []
 
     # ----------------------------------------------------------------- fitting
     def on_fit_start(self) -> None:
-        datamodule = self.trainer.datamodule
-        rows = datamodule.train_set.data
+        rows = self.trainer.datamodule.train_set.data
         self.model.fit_normaliser(rows["obs"], rows["action"])
 
     def _check_finite(self, loss: torch.Tensor, where: str) -> None:
@@ -79,21 +99,21 @@ class DynamicsModule(L.LightningModule):
             self._check_finite(epoch_loss, "training, epoch mean")
             self.log("train/loss", epoch_loss)
 
+    # ----------------------------------------------------------------- validation (training/metrics.py)
     def on_validation_epoch_start(self) -> None:
-        datamodule = self.trainer.datamodule
-        self.val_names = list(getattr(datamodule, "val_names", ["val"]))
-        self.trajectory_batches = getattr(datamodule, "val_batches", "random") == "trajectory"
+        self.val_names = list(getattr(self.trainer.datamodule, "val_names", ["val"]))
+        self._val = [MetricsAccumulator() for _ in self.val_names]
 
     def validation_step(self, batch: TensorDictBase, batch_idx: int, dataloader_idx: int = 0) -> None:
-        name = self.val_names[dataloader_idx]
-        prediction = self.model(batch["obs"], batch["action"])
-        target = self.model.targets(batch["obs"], batch["next_obs"])
-        # trajectory batches: every trajectory counts once, whatever its length (appendix C)
-        weight = 1 if self.trajectory_batches else batch.batch_size[0]
-        metrics = {f"{name}/mse": squared_error(prediction.mean, target).mean()}
-        if self.model.probabilistic:
-            metrics[f"{name}/nll"] = gaussian_nll(prediction.mean, prediction.logvar, target).mean()
-        self.log_dict(metrics, batch_size=weight, add_dataloader_idx=False)
+        self._val[dataloader_idx].update(row_metrics(self.model, self.objective, batch))
+
+    def on_validation_epoch_end(self) -> None:
+        for name, accumulator in zip(self.val_names, self._val, strict=True):
+            metrics = {f"{name}/{key}": value for key, value in accumulator.compute().items()}
+            self.log_dict(metrics, add_dataloader_idx=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        decayed = [layer.weight for layer in self.model.net.layers]
+        rest = [p for p in self.parameters() if all(p is not w for w in decayed)]
+        groups = [{"params": [w], "weight_decay": d} for w, d in zip(decayed, self.layer_decays, strict=True)]
+        return torch.optim.Adam([*groups, {"params": rest, "weight_decay": 0.0}], lr=self.hparams.lr)

@@ -8,8 +8,9 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
-from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, collect_episodes
-from objmm.plots import plot_reward_and_nll
+from objmm.errors import ObjmmError
+from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
+from objmm.plots import metric_label, plot_reward_and_nll
 
 
 def run_directory(trainer: L.Trainer) -> Path:
@@ -26,6 +27,15 @@ class EpisodeRewardCallback(L.Callback):
     Logs `reward/mean` and `reward/std` beside the validation metrics; remembers the epochs of
     best reward and best `monitor` (validation NLL), logs both at the end of fit and saves a
     figure of reward and `monitor` against epoch in the run directory (and to W&B).
+
+    Args:
+        every_n_epochs: evaluate after every n-th epoch (and after the last).
+        episodes: real episodes per evaluation, run side by side.
+        cem: the planner's settings.
+        monitor: the validation metric to remember and plot beside the reward; its best is the
+            lowest, or the highest for a log-likelihood (`.../paper_ll...`).
+        env_kwargs: evaluate in an env with these settings instead of the model's own (`env.kwargs`),
+            e.g. another cartpole goal (the paper's Fig. 12).
     """
 
     def __init__(
@@ -39,6 +49,10 @@ class EpisodeRewardCallback(L.Callback):
         figure_name: str = "reward_vs_nll.png",
     ):
         super().__init__()
+        if every_n_epochs < 1 or episodes < 1:
+            raise ObjmmError(
+                f"EpisodeRewardCallback needs every_n_epochs and episodes >= 1, got {every_n_epochs} and {episodes}"
+            )
         self.every_n_epochs, self.episodes, self.cem = every_n_epochs, episodes, cem or CEMConfig()
         self.monitor, self.seed, self.env_kwargs, self.figure_name = (
             monitor,
@@ -52,20 +66,16 @@ class EpisodeRewardCallback(L.Callback):
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, pl_module: L.LightningModule) -> np.ndarray:
-        """Episode rewards [episodes] of the CEM controller using `pl_module.model`."""
+        """Episode rewards [episodes] of the CEM controller using `pl_module.model`, in the env the
+        model was made for (`env.kwargs`), unless this callback was given other env settings."""
         model = pl_module.model
-        env = ModelEnv(model.task, model.predict_next, model.task.reward(**self.env_kwargs), device=pl_module.device)
-        planner = CEMPlanner(env, self.cem)
+        env_kwargs = {**pl_module.env_kwargs, **self.env_kwargs}
+        planner = CEMPlanner.for_dynamics(model.task, model.predict_next, self.cem, env_kwargs, pl_module.device)
         was_training = model.training
         model.eval()
         try:
             return collect_episodes(
-                model.task.env_id,
-                planner,
-                self.episodes,
-                seed=self.seed,
-                device=pl_module.device,
-                **self.env_kwargs,
+                model.task.env_id, planner, self.episodes, seed=self.seed, device=pl_module.device, **env_kwargs
             ).returns
         finally:
             model.train(was_training)
@@ -89,7 +99,8 @@ class EpisodeRewardCallback(L.Callback):
             epoch, mean, _ = max(self.reward_history, key=lambda row: row[1])
             out.update({"summary/best_reward": mean, "summary/best_reward_epoch": epoch})
         if self.monitor_history:
-            epoch, value = min(self.monitor_history, key=lambda row: row[1])
+            best = max if "paper_ll" in self.monitor else min
+            epoch, value = best(self.monitor_history, key=lambda row: row[1])
             out.update({"summary/best_monitor": value, "summary/best_monitor_epoch": epoch})
         return out
 
@@ -111,8 +122,8 @@ class EpisodeRewardCallback(L.Callback):
             nll_epochs,
             nll,
             run_directory(trainer) / self.figure_name,
-            nll_label=self.monitor,
-            title=pl_module.model.task.env_id,
+            metric=self.monitor,
+            title=f"{pl_module.model.task.name}: episode reward and {metric_label(self.monitor)} while training",
         )
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

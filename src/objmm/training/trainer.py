@@ -1,4 +1,5 @@
-"""A bare Lightning Trainer for fitting inside another loop (PETS's trials, the benchmarks)."""
+"""Trainers for fitting inside another loop (PETS's trials, the benchmarks): no logger,
+checkpoints, progress bar, model summary or validation, and Lightning's info lines off."""
 
 from __future__ import annotations
 
@@ -6,19 +7,23 @@ import logging
 
 import lightning as L
 
+#: the Trainer settings of a fit inside a loop; the loop logs and saves what it needs itself
+INNER_FIT = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "limit_val_batches": 0,
+    "num_sanity_val_steps": 0,
+}
+
+
+def quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
 
 def bare_trainer(max_epochs: int, device: str = "cpu", callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    """No logger, checkpoints, progress bar, model summary or validation; Lightning's info lines off."""
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="gpu" if device.startswith("cuda") else "cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=callbacks,
-    )
+    """A Trainer with the `INNER_FIT` settings, for code that has no config (benchmarks, tests)."""
+    quiet_lightning()
+    accelerator = "gpu" if device.startswith("cuda") else "cpu"
+    return L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1, callbacks=callbacks, **INNER_FIT)

@@ -1,16 +1,17 @@
 """`objmm data ...`: make the paper's datasets (Table 2) and save them in objmm's dataset format.
 
-objmm data grid --env objmm/PETSCartpole-v0
-objmm data sampled --env objmm/PETSHalfCheetah-v0 --size 200000
-objmm data babbling --env objmm/PETSCartpole-v0 --rollouts 200 --horizon 10
-objmm data expert --env objmm/PETSCartpole-v0            # or --config configs/data/cartpole_expert.yaml
-objmm data on-policy --run runs/pets_cartpole
+    objmm data grid --env.id objmm/PETSCartpole-v0
+    objmm data sampled --env.id objmm/PETSHalfCheetah-v0 --size 200000
+    objmm data babbling --rollouts 200 --horizon 10
+    objmm data expert --config configs/data/cartpole_expert.yaml
+    objmm data on-policy --run runs/pets_cartpole
+
+Each takes the same `env` section as the other commands (`env.id`, `env.kwargs`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -20,18 +21,22 @@ import torch
 
 from objmm.atomic import write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
-from objmm.envs import get_task
+from objmm.envs import EnvSpec, get_task
 from objmm.errors import ObjmmError
-from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, SimulatorDynamics, collect_episodes
+from objmm.planning import CEMConfig, CEMPlanner, SimulatorDynamics, collect_episodes
+from objmm.seeding import derive_seed, seed_of
 
 #: Table 2's sizes and the paper's expert bar (§4), per env
 EXPERT_SIZE = {"objmm/PETSCartpole-v0": 2400, "objmm/PETSHalfCheetah-v0": 3000}
-ON_POLICY_SIZE = {"objmm/PETSCartpole-v0": 3780, "objmm/PETSHalfCheetah-v0": 90900}
 SOLVED_REWARD = {"objmm/PETSCartpole-v0": 179.0, "objmm/PETSHalfCheetah-v0": 10000.0}
 TABLE1_CEM = {
     "objmm/PETSCartpole-v0": CEMConfig(horizon=25, population=400, elites=40, iterations=5),
     "objmm/PETSHalfCheetah-v0": CEMConfig(horizon=30, population=500, elites=50, iterations=5),
 }
+
+
+#: Table 2's on-policy sets: a PETS run's dataset after this many trials (the initial rollout included)
+ON_POLICY_TRIALS = {"objmm/PETSCartpole-v0": 20, "objmm/PETSHalfCheetah-v0": 100}
 
 
 def default_out(env_id: str, kind: str) -> str:
@@ -45,28 +50,36 @@ def _save(dataset: TransitionDataset, out: str | None, kind: str) -> Path:
     return path
 
 
-def grid(env: str = "objmm/PETSCartpole-v0", points: int = 7, out: str | None = None) -> Path:
+def grid(env: EnvSpec = EnvSpec(), points: int = 7, out: str | None = None) -> Path:
     """Every state entry and action sliced evenly into `points` values (cartpole: 7^5 = 16807)."""
-    get_task(env)
-    return _save(grid_dataset(env, points), out, "grid")
+    _positive(points=points)
+    return _save(grid_dataset(env.id, points, **env.kwargs), out, "grid")
 
 
-def sampled(env: str = "objmm/PETSHalfCheetah-v0", size: int = 200000, seed: int = 0, out: str | None = None) -> Path:
+def sampled(
+    env: EnvSpec = EnvSpec("objmm/PETSHalfCheetah-v0"), size: int = 200000, seed: int = 0, out: str | None = None
+) -> Path:
     """`size` state-action pairs drawn uniformly from the env's box, each stepped once."""
-    get_task(env)
-    return _save(sampled_dataset(env, size, seed), out, "sampled")
+    _positive(size=size)
+    return _save(sampled_dataset(env.id, size, seed, **env.kwargs), out, "sampled")
 
 
 def babbling(
-    env: str = "objmm/PETSCartpole-v0", rollouts: int = 200, horizon: int = 10, seed: int = 0, out: str | None = None
+    env: EnvSpec = EnvSpec(), rollouts: int = 200, horizon: int = 10, seed: int = 0, out: str | None = None
 ) -> Path:
     """Random-action rollouts from the noise-free initial state (appendix A)."""
-    get_task(env)
-    return _save(babbling_dataset(env, rollouts, horizon, seed), out, "babbling")
+    _positive(rollouts=rollouts, horizon=horizon)
+    return _save(babbling_dataset(env.id, rollouts, horizon, seed, **env.kwargs), out, "babbling")
+
+
+def _positive(**settings: int) -> None:
+    for name, value in settings.items():
+        if value < 1:
+            raise ObjmmError(f"{name} must be at least 1, got {value}")
 
 
 def expert(
-    env: str = "objmm/PETSCartpole-v0",
+    env: EnvSpec = EnvSpec(),
     size: int | None = None,
     min_reward: float | None = None,
     cem: CEMConfig | None = None,
@@ -87,16 +100,19 @@ def expert(
     The episodes kept so far are saved to `<out>.partial` after every batch; run the same command
     again to go on from there after a kill.
     """
-    task = get_task(env)
-    size = size or EXPERT_SIZE.get(env, 10 * task.episode_steps)
-    min_reward = SOLVED_REWARD.get(env, -np.inf) if min_reward is None else min_reward
-    planner = CEMPlanner(ModelEnv(task, SimulatorDynamics(env), task.reward()), cem or TABLE1_CEM.get(env))
-    out_path = Path(out or default_out(env, "expert"))
+    task = get_task(env.id)
+    size = size or EXPERT_SIZE.get(env.id, 10 * task.episode_steps)
+    _positive(size=size, episodes_per_batch=episodes_per_batch, max_episodes=max_episodes)
+    min_reward = SOLVED_REWARD.get(env.id, -np.inf) if min_reward is None else min_reward
+    simulator = SimulatorDynamics(env.id, **env.kwargs)
+    planner = CEMPlanner.for_dynamics(task, simulator, cem or TABLE1_CEM.get(env.id), env.kwargs)
+    out_path = Path(out or default_out(env.id, "expert"))
     # the episodes kept so far, saved after every batch, so that a killed run goes on where it
     # stopped (each batch's seed follows from the episodes tried, so the resumed run is the same)
     partial = out_path.with_name(out_path.name + ".partial")
     settings = {
-        "env": env,
+        "env": env.id,
+        "env_kwargs": env.kwargs,
         "size": size,
         "min_reward": min_reward,
         "cem": vars(planner.config),
@@ -121,13 +137,15 @@ def expert(
                 f"(best {max(rewards, default=float('nan')):.1f}), {len(kept or [])} of {size} transitions, "
                 f"and max_episodes is {max_episodes}; raise max_episodes (the same command goes on) or cem.population"
             )
-        record = collect_episodes(env, planner, episodes_per_batch, seed=seed * 10_007 + tried)
+        record = collect_episodes(
+            env.id, planner, episodes_per_batch, seed=derive_seed(seed, "episode", tried), **env.kwargs
+        )
         tried += episodes_per_batch
         for i, total in enumerate(record.returns):
             rewards.append(float(total))
             if total > min_reward:
                 one = TransitionDataset.from_trajectories(
-                    env, record.obs[i : i + 1], record.actions[i : i + 1], record.next_obs[i : i + 1]
+                    env.id, record.obs[i : i + 1], record.actions[i : i + 1], record.next_obs[i : i + 1]
                 )
                 kept = one if kept is None else kept.concat(one)
         if kept is not None:
@@ -153,34 +171,55 @@ def expert(
     return path
 
 
-def on_policy(run: str, size: int | None = None, min_reward: float | None = None, out: str | None = None) -> Path:
-    """The last `size` transitions collected by a PETS run that solved the task (Table 2: 3780 / 90900)."""
-    from objmm.pets import check_run_dir
+def on_policy(run: str, trials: int | None = None, min_reward: float | None = None, out: str | None = None) -> Path:
+    """The 0.9 training split of a PETS run's dataset after `trials` trials (Table 2).
 
-    state = check_run_dir(Path(run))
+    The whole dataset up to the end of trial `trials`' episode, the initial rollout included (cut at
+    an episode boundary), split as the run itself split it for training: inside every episode the
+    same 10% of the rows are held out (`TransitionDataset.split(by="rows")` with the run's seed).
+    Table 2: cartpole 20 trials, 0.9 x 21 x 200 = 3780 rows; half cheetah 100, 0.9 x 101 x 1000 = 90900.
+
+    Args:
+        run: a PETS run directory that solved the task (a trial within the first `trials` beat the bar).
+        trials: how many trials' episodes to take (default: 20 cartpole, 100 half cheetah).
+        min_reward: the bar (default: the expert bar, cartpole 179, half cheetah 10000).
+    """
+    from objmm.experiments.pets import load_config, load_state
+
+    state, config = load_state(Path(run)), load_config(Path(run))
     dataset = TransitionDataset.load(Path(run) / "dataset").head(state["dataset_rows"])
     env = dataset.env_id
-    bar = SOLVED_REWARD.get(env, -np.inf) if min_reward is None else min_reward
-    best = max((h["reward"] for h in state["history"]), default=float("-inf"))
-    if best < bar:
-        raise ObjmmError(f"the pets run {run} never solved {env}: best reward {best:.1f} < {bar}")
-    size = size or ON_POLICY_SIZE.get(env, len(dataset))
-    collected = len(dataset) - state["initial_rows"]
-    if size > collected:
-        trials = math.ceil(size * state["finished_trials"] / collected)
+    trials = trials or ON_POLICY_TRIALS.get(env, state["finished_trials"])
+    _positive(trials=trials)
+    if trials > state["finished_trials"]:
         raise ObjmmError(
-            f"the pets run {run} collected {collected} on-policy transitions, fewer than --size {size}; "
-            f"go on with: objmm pets --resume {run} --trials {trials}"
+            f"the pets run {run} has {state['finished_trials']} trials, fewer than --trials {trials}; "
+            f"go on with: objmm pets --resume {run} --pets.trials {trials}"
         )
-    rows = TransitionDataset(dataset.data[len(dataset) - size :], {"env_id": env})
-    rows.metadata.update(source="on-policy", run=str(run), best_reward=best, trials=state["finished_trials"])
+    history = state["history"][:trials]
+    bar = SOLVED_REWARD.get(env, -np.inf) if min_reward is None else min_reward
+    best = max(h["reward/mean"] for h in history)
+    if best < bar:
+        raise ObjmmError(f"the pets run {run} never solved {env} in {trials} trials: best reward {best:.1f} < {bar}")
+    whole = dataset.head(history[-1]["rows"])
+    seed = seed_of(config["seed_everything"])
+    rows, _ = whole.split(config["data"]["train_fraction"], seed=seed, by="rows")
+    rows.metadata = {
+        "env_id": env,
+        "source": "on-policy",
+        "run": str(run),
+        "trials": trials,
+        "episodes": whole.episodes,
+        "best_reward": best,
+        "split": f"the run's {config['data']['train_fraction']} training split (seed {seed}, by rows)",
+    }
     return _save(rows, out, "on-policy")
 
 
 COMMANDS = {"grid": grid, "sampled": sampled, "babbling": babbling, "expert": expert, "on-policy": on_policy}
 
 
-def data_main(argv: list[str]) -> None:
+def main(argv: list[str]) -> None:
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog="objmm data", description=__doc__.splitlines()[0])

@@ -1,0 +1,311 @@
+"""`objmm pets`: the PETS online loop (Chua et al. 2018), in plain Python around `Trainer.fit`.
+
+Initial data: `data.train` (PETS: one random-action rollout of trial length, `random:1x200` on the
+cartpole). Then per trial: measure the last model on the data it has not seen (the newest
+episode), train a model (from scratch, or go on training it: `pets.training`) on the 0.9 split of
+every episode's rows, measure it on that split, on the held-out 0.1 (`val`) and on any
+`data.val_sets`, run one CEM-MPC episode in the real env and append it to the dataset. After every
+trial the run directory holds the dataset, the trial's model (`models/trial_NN.pt`), `state.json`
+(every trial's metrics) and `pets_curve.png`, each written atomically; `objmm pets --resume
+RUN_DIR` goes on from the last finished trial with nothing lost or repeated.
+
+    objmm pets --config configs/pets_cartpole.yaml
+    objmm pets --resume runs/pets_cartpole --pets.trials 20
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import yaml
+
+from objmm import atomic
+from objmm.data import TransitionDataset
+from objmm.envs import get_task
+from objmm.errors import ObjmmError
+from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
+from objmm.plots import plot_trials
+from objmm.seeding import derive_seed
+from objmm.training import DynamicsModule, TransitionDataModule
+from objmm.training.metrics import dataset_metrics
+from objmm.training.progress import EpochProgress
+from objmm.training.saved_models import load_model, save_model
+from objmm.training.trainer import INNER_FIT, quiet_lightning
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "pets_config.yaml"
+#: the architecture a run's saved models have; a resumed run must keep it
+ARCHITECTURE = ("env_id", "members", "width", "depth", "probabilistic")
+
+
+@dataclass
+class PETSSettings:
+    """The `pets:` section.
+
+    Args:
+        run_dir: where the dataset, the models, state.json and the figure go.
+        trials: MPC episodes to collect after the initial data.
+        training: `full`: every trial trains a new model from scratch for `trainer.max_epochs`
+            (Table 1, cartpole); `incremental`: the first trial trains for `trainer.max_epochs`, each
+            later one goes on training the same model for `incremental_epochs` (Table 1, half cheetah).
+        incremental_epochs: epochs of each later trial in `incremental` training.
+        episode_steps: steps of each MPC episode (default: the task's, cartpole 200, half cheetah 1000).
+        cem: the planner's settings (Table 1: cartpole 25/400/40/5, half cheetah 30/500/50/5).
+    """
+
+    run_dir: str = "runs/pets"
+    trials: int = 15
+    training: Literal["full", "incremental"] = "full"
+    incremental_epochs: int = 10
+    episode_steps: int | None = None
+    cem: CEMConfig = field(default_factory=CEMConfig)
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise ObjmmError(f"pets.trials must be at least 1, got {self.trials}")
+        if self.incremental_epochs < 1:
+            raise ObjmmError(f"pets.incremental_epochs must be at least 1, got {self.incremental_epochs}")
+        if self.episode_steps is not None and self.episode_steps < 1:
+            raise ObjmmError(f"pets.episode_steps must be at least 1, got {self.episode_steps}")
+
+
+def load_state(run_dir: Path) -> dict:
+    """The saved state of a PETS run directory, or a one-line error if it is not one."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file() or not (Path(run_dir) / CONFIG_FILE).is_file():
+        raise ObjmmError(f"{run_dir} is not an objmm pets run (no {STATE_FILE} and {CONFIG_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ObjmmError(f"{path} is damaged ({error}); it is not valid JSON") from None
+
+
+def load_config(run_dir: Path) -> dict:
+    """The saved config of a PETS run, as plain data."""
+    return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
+
+
+def model_path(run_dir: Path, trial: int) -> Path:
+    """Where the model trained in trial `trial` (counted from 0) is kept."""
+    return Path(run_dir) / "models" / f"trial_{trial:02d}.pt"
+
+
+class PETSRun:
+    def __init__(self, cli, resume: bool):
+        self.cli, self.resume = cli, resume
+        self.settings: PETSSettings = cli.config_init.pets
+        self.run_dir = Path(self.settings.run_dir)
+        self.template: DynamicsModule = cli.model  # never trained: each new model is a fresh copy
+        self.datamodule: TransitionDataModule = cli.datamodule
+        self.env = cli.config_init.env
+        self.task = get_task(self.env.id)
+        self.seed = self.datamodule.seed
+        self.steps = self.settings.episode_steps or self.task.episode_steps
+        self.logger = cli.trainer.logger
+        self.module: DynamicsModule | None = None
+        self.device = cli.trainer.strategy.root_device
+
+    # ----------------------------------------------------------------- pieces of a trial
+    def new_module(self, trial: int) -> DynamicsModule:
+        module = copy.deepcopy(self.template)
+        torch.manual_seed(derive_seed(self.seed, "model", trial))
+        module.model.reset_parameters()
+        return module
+
+    def fit(self, module: DynamicsModule, dataset: TransitionDataset, epochs: int, trial: int) -> TransitionDataModule:
+        """Train on the 0.9 of every episode's rows (`split: rows`): every trial's data is trained on."""
+        datamodule = self.datamodule.with_dataset(dataset, fit_index=trial, split="rows", val_sets={})
+        prefix = f"  trial {trial + 1}/{self.settings.trials}: "
+        trainer = self.cli.instantiate_trainer(max_epochs=epochs, callbacks=[EpochProgress(prefix)], **INNER_FIT)
+        trainer.fit(module, datamodule=datamodule)
+        module.to(self.device)
+        self.last_train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
+        return datamodule
+
+    def metrics(self, name: str, dataset: TransitionDataset) -> dict[str, float]:
+        data = self.datamodule
+        values = dataset_metrics(
+            self.module.model, dataset, self.module.objective, data.val_batches, data.val_batch_size, self.seed
+        )
+        return {f"{name}/{key}": value for key, value in values.items()}
+
+    def episode(self, trial: int) -> tuple[float, TransitionDataset]:
+        model = self.module.model.eval()
+        planner = CEMPlanner.for_dynamics(
+            self.task, model.predict_next, self.settings.cem, self.env.kwargs, self.device
+        )
+        every = max(1, self.steps // 4)
+
+        def progress(step: int, steps: int, returns) -> None:
+            if step % every == 0 and step != steps:
+                print(
+                    f"  trial {trial + 1}/{self.settings.trials}: episode step {step}/{steps}, "
+                    f"reward so far {returns[0]:.1f}",
+                    flush=True,
+                )
+
+        record = collect_episodes(
+            self.env.id,
+            planner,
+            1,
+            seed=derive_seed(self.seed, "episode", trial),
+            steps=self.steps,
+            device=self.device,
+            progress=progress,
+            **self.env.kwargs,
+        )
+        rows = TransitionDataset.from_trajectories(self.env.id, record.obs, record.actions, record.next_obs)
+        return float(record.returns[0]), rows
+
+    # ----------------------------------------------------------------- start or resume
+    def start(self) -> tuple[dict, TransitionDataset]:
+        if self.resume:
+            state = load_state(self.run_dir)
+            dataset = TransitionDataset.load(self.run_dir / "dataset")
+            if len(dataset) < state["dataset_rows"]:
+                raise ObjmmError(
+                    f"{self.run_dir / 'dataset'} has {len(dataset)} rows, state.json {state['dataset_rows']}"
+                )
+            dataset = dataset.head(state["dataset_rows"])
+            if state["finished_trials"]:  # the last model: the next trial measures it on the newest data
+                self.module, _ = load_model(model_path(self.run_dir, state["finished_trials"] - 1), self.device)
+                self.check_architecture(self.module)
+        else:
+            if (self.run_dir / STATE_FILE).exists():
+                raise ObjmmError(
+                    f"{self.run_dir} already holds a pets run; use --resume {self.run_dir} or another --pets.run_dir"
+                )
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dataset = self.datamodule.load(self.datamodule.train_source, "initial")
+            dataset.metadata.update(source="pets", initial_data=self.datamodule.train_source)
+            state = {"finished_trials": 0, "dataset_rows": len(dataset), "initial_rows": len(dataset), "history": []}
+            dataset.save(self.run_dir / "dataset")
+        # the config only now, when the settings have been accepted (and on resume the saved model too)
+        config = self.cli.parser.dump(self.cli.config, skip_none=False)
+        atomic.write_text(self.run_dir / CONFIG_FILE, config)
+        if not self.resume:
+            atomic.write_json(self.run_dir / STATE_FILE, state)
+        return state, dataset
+
+    def check_architecture(self, saved: DynamicsModule) -> None:
+        for key in ARCHITECTURE:
+            if saved.hparams[key] != self.template.hparams[key]:
+                raise ObjmmError(
+                    f"{self.run_dir} was trained with model.{key} = {saved.hparams[key]}, "
+                    f"not {self.template.hparams[key]}; resume it with its own model settings"
+                )
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> dict:
+        quiet_lightning()
+        state, dataset = self.start()
+        trials = self.settings.trials
+        extra = {name: self.datamodule.load(source, name) for name, source in self.datamodule.val_sources.items()}
+        if self.logger:
+            self.logger.log_hyperparams(self.cli.config.as_dict())
+        newest = dataset if not state["finished_trials"] else self.newest_episode(dataset)
+        for trial in range(state["finished_trials"], trials):
+            start = time.perf_counter()
+            metrics: dict[str, float] = {"trial": trial}
+            if self.module is not None:  # how well the last model predicts the data it has not seen
+                metrics.update(self.metrics("new_data", newest))
+            if self.module is None or self.settings.training == "full":
+                self.module, epochs = self.new_module(trial), self.cli.trainer.max_epochs
+            else:
+                epochs = self.settings.incremental_epochs
+            print(f"trial {trial + 1}/{trials}: training on {len(dataset)} rows for {epochs} epochs", flush=True)
+            datamodule = self.fit(self.module, dataset, epochs, trial)
+            metrics["train/loss"] = self.last_train_loss
+            metrics.update(self.metrics("train_data", datamodule.train_set))
+            metrics.update(self.metrics("val", datamodule.val_datasets["val"]))
+            for name, rows in extra.items():
+                metrics.update(self.metrics(name, rows))
+            trained_rows = len(dataset)
+            reward, newest = self.episode(trial)
+            dataset = dataset.concat(newest)
+            metrics.update({"reward/mean": reward, "rows": len(dataset), "seconds": time.perf_counter() - start})
+            self.save_trial(dataset, state, metrics, trained_rows, len(datamodule.train_set))
+            print(self.describe(metrics), flush=True)
+        print(
+            f"pets: {state['finished_trials']} trials in {self.run_dir}: {STATE_FILE}, models/, dataset/, "
+            f"pets_curve.png" + (f"; W&B run in {self.logger.experiment.dir}" if self.logger else "")
+        )
+        return state
+
+    def newest_episode(self, dataset: TransitionDataset) -> TransitionDataset:
+        last = dataset.data["episode"] == dataset.data["episode"].max()
+        return TransitionDataset(dataset.data[last], dict(dataset.metadata))
+
+    def save_trial(self, dataset: TransitionDataset, state: dict, metrics: dict, trained_rows: int, train_rows: int):
+        """Dataset, the trial's own model file, then state: a kill between them leaves state at the
+        previous trial, whose model keeps its own file; resume cuts the dataset back to `dataset_rows`."""
+        trial = metrics["trial"]
+        dataset.save(self.run_dir / "dataset")
+        save_model(
+            model_path(self.run_dir, trial), self.module, trial=trial, dataset_rows=trained_rows, train_rows=train_rows
+        )
+        state["history"].append(metrics)
+        state["finished_trials"] = trial + 1
+        state["dataset_rows"] = len(dataset)
+        atomic.write_json(self.run_dir / STATE_FILE, state)
+        history = state["history"]
+        loss = "nll" if self.template.model.probabilistic else "mse"
+        figure = plot_trials(
+            [h["trial"] for h in history],
+            [h["reward/mean"] for h in history],
+            [h.get(f"new_data/{loss}", float("nan")) for h in history],
+            [h[f"train_data/{loss}"] for h in history],
+            self.run_dir / "pets_curve.png",
+            title=f"PETS on the {self.task.name}: reward and model {loss.upper()} per trial",
+        )
+        if self.logger:
+            import wandb
+
+            x = dataset.data["obs"][:, 0].numpy()
+            self.logger.log_metrics(metrics, step=trial)
+            self.logger.experiment.log(
+                {f"data/{self.task.obs_names[0]}": wandb.Histogram(x), "pets_curve": wandb.Image(str(figure))}
+            )
+
+    def describe(self, m: dict) -> str:
+        loss = "nll" if self.template.model.probabilistic else "mse"
+        new = f"{m[f'new_data/{loss}']:.3f}" if f"new_data/{loss}" in m else "-"
+        return (
+            f"trial {m['trial'] + 1}/{self.settings.trials}: reward {m['reward/mean']:.1f}, {loss} on new data {new}, "
+            f"on train data {m[f'train_data/{loss}']:.3f}, on held-out data {m[f'val/{loss}']:.3f}, "
+            f"{m['rows']} rows, {m['seconds']:.0f} s"
+        )
+
+
+def resume_arguments(argv: list[str]) -> tuple[list[str], bool]:
+    """`--resume RUN_DIR [settings]` -> the run's saved config with those settings on top."""
+    if "--resume" not in argv:
+        return argv, False
+    i = argv.index("--resume")
+    if i + 1 >= len(argv):
+        raise ObjmmError("--resume needs a pets run directory")
+    run_dir, rest = argv[i + 1], argv[:i] + argv[i + 2 :]
+    if any(a.startswith("--pets.run_dir") or a == "--config" for a in rest):
+        raise ObjmmError("--resume RUN_DIR takes the run's own config and directory; drop --config / --pets.run_dir")
+    load_state(Path(run_dir))
+    return ["--config", str(Path(run_dir) / CONFIG_FILE), *rest, "--pets.run_dir", run_dir], True
+
+
+def main(argv: list[str]) -> None:
+    from objmm.cli import ObjmmCLI
+
+    argv, resume = resume_arguments(argv)
+    cli = ObjmmCLI(
+        args=argv,
+        run=False,
+        section=("pets", PETSSettings),
+        save_config_callback=None,
+        parser_kwargs={"prog": "objmm pets", "description": __doc__.splitlines()[0]},
+    )
+    PETSRun(cli, resume).run()
