@@ -88,9 +88,10 @@ def test_pets_trains_on_nine_tenths_of_every_episode(in_tmp):
 
 
 def test_a_fit_model_section_runs_in_pets_and_mse_models_work(in_tmp, capsys):
-    model_section = yaml.safe_load((ROOT / "configs" / "cartpole_de.yaml").read_text())["model"]
-    Path("de.yaml").write_text(yaml.safe_dump(model_section))  # the fit config's model section, as it is
-    main(["pets", "--config", TINY, "--model", "de.yaml", "--pets.run_dir", "de", "--pets.trials", "1"])
+    # the model section that configs/cartpole_de.yaml (a fit config) reads
+    assert yaml.safe_load((ROOT / "configs" / "cartpole_de.yaml").read_text())["model"] == "models/de.yaml"
+    model_section = str(ROOT / "configs" / "models" / "de.yaml")
+    main(["pets", "--config", TINY, "--model", model_section, "--pets.run_dir", "de", "--pets.trials", "1"])
     saved = torch.load("de/models/trial_00.pt")
     assert saved["hparams"]["members"] == 5 and saved["hparams"]["probabilistic"] is False
     main(
