@@ -8,6 +8,7 @@ import torch
 
 from objmm.data.dataset import TransitionDataset
 from objmm.envs import Task, get_task, make_env
+from objmm.seeding import derive_seed
 
 
 def step_from_observations(env_id: str, obs: torch.Tensor, actions: torch.Tensor, **env_kwargs) -> torch.Tensor:
@@ -73,12 +74,12 @@ def random_rollouts(
     """`episodes` rollouts of `horizon` uniformly random actions, each from the env's reset state."""
     task = get_task(env_id)
     env = make_env(env_id, **env_kwargs)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(derive_seed(seed, "actions"))
     obs = np.empty((episodes, horizon, task.obs_dim))
     next_obs = np.empty_like(obs)
     actions = rng.uniform(task.action_low, task.action_high, size=(episodes, horizon, task.action_dim))
     for e in range(episodes):
-        o, _ = env.reset(seed=seed * 1_000_003 + e)
+        o, _ = env.reset(seed=derive_seed(seed, "reset", e))
         for t in range(horizon):
             obs[e, t] = o
             o = next_obs[e, t] = env.step(actions[e, t])[0]

@@ -24,6 +24,7 @@ from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sample
 from objmm.envs import EnvSpec, get_task
 from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, SimulatorDynamics, collect_episodes
+from objmm.progress import episode_progress
 from objmm.seeding import derive_seed, seed_of
 
 #: Table 2's sizes and the paper's expert bar (§4), per env
@@ -138,7 +139,12 @@ def expert(
                 f"and max_episodes is {max_episodes}; raise max_episodes (the same command goes on) or cem.population"
             )
         record = collect_episodes(
-            env.id, planner, episodes_per_batch, seed=derive_seed(seed, "episode", tried), **env.kwargs
+            env.id,
+            planner,
+            episodes_per_batch,
+            seed=derive_seed(seed, "episode", tried),
+            progress=episode_progress(f"expert: episodes {tried + 1}-{tried + episodes_per_batch}: "),
+            **env.kwargs,
         )
         tried += episodes_per_batch
         for i, total in enumerate(record.returns):

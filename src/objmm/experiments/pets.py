@@ -31,10 +31,10 @@ from objmm.envs import get_task
 from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import plot_trials
+from objmm.progress import EpochProgress, episode_progress
 from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.metrics import dataset_metrics
-from objmm.training.progress import EpochProgress
 from objmm.training.saved_models import load_model, save_model
 from objmm.training.trainer import INNER_FIT, quiet_lightning
 
@@ -140,16 +140,6 @@ class PETSRun:
         planner = CEMPlanner.for_dynamics(
             self.task, model.predict_next, self.settings.cem, self.env.kwargs, self.device
         )
-        every = max(1, self.steps // 4)
-
-        def progress(step: int, steps: int, returns) -> None:
-            if step % every == 0 and step != steps:
-                print(
-                    f"  trial {trial + 1}/{self.settings.trials}: episode step {step}/{steps}, "
-                    f"reward so far {returns[0]:.1f}",
-                    flush=True,
-                )
-
         record = collect_episodes(
             self.env.id,
             planner,
@@ -157,7 +147,7 @@ class PETSRun:
             seed=derive_seed(self.seed, "episode", trial),
             steps=self.steps,
             device=self.device,
-            progress=progress,
+            progress=episode_progress(f"  trial {trial + 1}/{self.settings.trials}: episode "),
             **self.env.kwargs,
         )
         rows = TransitionDataset.from_trajectories(self.env.id, record.obs, record.actions, record.next_obs)

@@ -1,9 +1,24 @@
-"""One printed line now and then while a model trains inside a longer job (a PETS trial, a sweep),
-where Lightning's progress bar is off: which epoch, of how many, and its training loss."""
+"""Progress lines of long jobs: one printed line now and then, saying where the job is inside its
+unit of work (the epoch of a fit inside a PETS trial, the step of an episode) and the loss or reward
+just measured. Lightning's own progress bar covers `objmm fit`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
+import numpy as np
+
+
+def episode_progress(prefix: str, lines: int = 4) -> Callable[[int, int, np.ndarray], None]:
+    """A `collect_episodes` progress hook printing about `lines` lines an episode, each led by `prefix`."""
+
+    def progress(step: int, steps: int, returns: np.ndarray) -> None:
+        if step % max(1, steps // lines) == 0 and step != steps:
+            mean = " (mean of the episodes)" if len(returns) > 1 else ""
+            print(f"{prefix}step {step}/{steps}, reward so far {float(returns.mean()):.1f}{mean}", flush=True)
+
+    return progress
 
 
 class EpochProgress(L.Callback):
