@@ -32,6 +32,11 @@ def metric_label(key: str) -> str:
     return f"{words} on the {where} set" if where else words
 
 
+def legend_below(ax, handles: list) -> None:
+    """One legend for both y axes, under the plot where it hides no data."""
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
+
+
 def save_figure_atomically(fig, path: Path) -> Path:
     try:
         return atomic.write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
@@ -61,24 +66,27 @@ def plot_reward_and_nll(
     ax_reward.set_xlabel("training epoch")
     ax_reward.set_ylabel("episode reward", color="tab:blue")
     ax_reward.xaxis.set_major_locator(MaxNLocator(integer=True))
-    best_reward = reward_epochs[max(range(len(mean)), key=mean.__getitem__)]
-    handles.append(ax_reward.axvline(best_reward, color="tab:blue", ls=":", label=f"best reward (epoch {best_reward})"))
+    best = max(range(len(mean)), key=mean.__getitem__)
+    handles += ax_reward.plot(
+        reward_epochs[best],
+        mean[best],
+        "*",
+        color="tab:blue",
+        ms=14,
+        label=f"best reward (epoch {reward_epochs[best]})",
+    )
     ax_nll = ax_reward.twinx()
     handles += ax_nll.plot(nll_epochs, nll, "-", color="tab:red", label=label)
     ax_nll.set_ylabel(label, color="tab:red")
     if len(nll):
         values = list(nll)
         pick = max if "paper_ll" in metric else min
-        best = nll_epochs[pick(range(len(values)), key=values.__getitem__)]
-        handles.append(
-            ax_nll.axvline(
-                best,
-                color="tab:red",
-                ls="--",
-                label=f"best {METRIC_WORDS.get(metric.rpartition('/')[2], 'metric')} (epoch {best})",
-            )
+        best = pick(range(len(values)), key=values.__getitem__)
+        words = METRIC_WORDS.get(metric.rpartition("/")[2], "metric")
+        handles += ax_nll.plot(
+            nll_epochs[best], values[best], "D", color="tab:red", ms=9, label=f"best {words} (epoch {nll_epochs[best]})"
         )
-    ax_reward.legend(handles=handles, loc="lower right", fontsize="small")
+    legend_below(ax_reward, handles)
     if title:
         ax_reward.set_title(title, fontsize="medium")
     return save_figure_atomically(fig, path)
@@ -104,11 +112,14 @@ def plot_trials(
         trial_numbers, nll_new_data, "s--", color="tab:red", label="NLL on the trial's new data (before training)"
     )
     handles += ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="NLL on the training data")
-    ax_nll.set_ylabel("model NLL (symlog scale)", color="tab:red")
-    ax_nll.set_yscale("symlog")  # a model meeting new states can be off by 1000x; keep the rest readable
-    ax_nll.yaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(base=10, linthresh=1, subs=range(1, 10)))
-    ax_nll.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax_reward.legend(handles=handles, loc="center right", fontsize="small")
+    finite = [abs(v) for v in [*nll_new_data, *nll_train_data] if v == v and abs(v) != float("inf")]
+    if finite and max(finite) > 100 * max(1.0, sorted(finite)[len(finite) // 2]):
+        # a model meeting new states can be off by 1000x: symlog keeps the rest readable
+        ax_nll.set_yscale("symlog", linthresh=10)
+        ax_nll.set_ylabel("model NLL (symlog scale: linear within ±10)", color="tab:red")
+    else:
+        ax_nll.set_ylabel("model NLL", color="tab:red")
+    legend_below(ax_reward, handles)
     if title:
         ax_reward.set_title(title, fontsize="medium")
     return save_figure_atomically(fig, path)
