@@ -93,6 +93,7 @@ def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys):
 def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp, capsys):
     tiny = str(ROOT / "configs" / "pets_tiny.yaml")
     main(["pets", "--config", tiny, "--pets.run_dir", "r", "--pets.trials", "2"])
+    capsys.readouterr()
     err = error_of(capsys, "data", "on-policy", "--run", "r", "--trials", "2")
     assert err.startswith("objmm: error: the pets run r never solved objmm/PETSCartpole-v0 in 2 trials: best reward")
     err = error_of(capsys, "data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "3")

@@ -3,6 +3,7 @@
     objmm fit --config configs/cartpole_pe.yaml       # fit a model, reward measured every few epochs
     objmm pets --config configs/pets_cartpole.yaml    # the PETS loop (experiments/pets.py)
     objmm data grid ...                               # the paper's datasets (experiments/datasets.py)
+    objmm evaluate --models runs/pets/models ...      # saved models on datasets (experiments/evaluate.py)
 
 Every command that trains models reads the same sections: `env` (id and settings, linked into
 the model and the data), `model` (`DynamicsModule`: the network and its objective by class path),
@@ -28,7 +29,7 @@ from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.reward_callback import run_directory
 
 #: the experiments beside Lightning's own fit / validate: name -> module with `main(argv)`
-EXPERIMENTS = ("pets", "data")
+EXPERIMENTS = ("pets", "data", "evaluate")
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -97,6 +98,10 @@ def main(args: list[str] | None = None) -> None:
             from objmm.experiments import datasets
 
             datasets.main(argv[1:])
+        elif argv[:1] == ["evaluate"]:
+            from objmm.experiments import evaluate
+
+            evaluate.main(argv[1:])
         else:
             fit_cli(args)
     except ObjmmError as error:

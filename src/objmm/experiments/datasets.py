@@ -138,6 +138,7 @@ def expert(
                 f"(best {max(rewards, default=float('nan')):.1f}), {len(kept or [])} of {size} transitions, "
                 f"and max_episodes is {max_episodes}; raise max_episodes (the same command goes on) or cem.population"
             )
+        torch.manual_seed(derive_seed(seed, "planner", tried))  # each batch's own: a resumed run is the same
         record = collect_episodes(
             env.id,
             planner,
@@ -226,18 +227,7 @@ COMMANDS = {"grid": grid, "sampled": sampled, "babbling": babbling, "expert": ex
 
 
 def main(argv: list[str]) -> None:
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    # jsonargparse builds each command's parser (with --config, --print_config) from its signature
+    from jsonargparse import CLI
 
-    parser = ArgumentParser(prog="objmm data", description=__doc__.splitlines()[0])
-    subcommands = parser.add_subcommands(dest="command")
-    for name, function in COMMANDS.items():
-        sub = ArgumentParser(description=function.__doc__.splitlines()[0])
-        sub.add_argument("--config", action=ActionConfigFile)
-        sub.add_function_arguments(function)
-        subcommands.add_subcommand(name, sub, help=function.__doc__.splitlines()[0])
-    cfg = parser.parse_args(argv)
-    name = cfg.command
-    init = getattr(parser.instantiate_classes(cfg), name)
-    kwargs = {k: v for k, v in vars(init).items() if k != "config"}
-    torch.manual_seed(kwargs.get("seed", 0))
-    COMMANDS[name](**kwargs)
+    CLI(COMMANDS, args=argv, as_positional=False, prog="objmm data", description=__doc__.splitlines()[0])
