@@ -15,7 +15,9 @@ dataset behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,6 +28,7 @@ from typing import Literal
 import torch
 from tensordict import TensorDict
 
+from objmm import atomic
 from objmm.envs import Task, get_task
 from objmm.errors import ObjmmError
 from objmm.seeding import derive_seed
@@ -177,18 +180,29 @@ class TransitionDataset:
         return TransitionDataset(torch.cat([self.data, shifted]), dict(self.metadata))
 
     # ----------------------------------------------------------------- disk
+    def checksum(self) -> str:
+        """sha256 of every field's rows, in `FIELDS` order (written at save, checked at load)."""
+        digest = hashlib.sha256()
+        for key in FIELDS:
+            digest.update(self.data[key].contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     def save(self, path: str | Path) -> Path:
-        """Write atomically to the directory `path` (replacing an older dataset there)."""
+        """Write atomically to the directory `path`, replacing an older objmm dataset there; a
+        folder there that is not an objmm dataset is refused, never deleted."""
         path = Path(path)
+        if path.exists() and not (path / METADATA_FILE).is_file():
+            raise ObjmmError(f"{path} exists and is not an objmm dataset; choose another path (nothing was written)")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~atomic.umask())  # mkdtemp makes it owner-only
         try:
             self.data.memmap(tmp / "rows")
-            meta = {**self.metadata, "size": len(self), "fields": list(FIELDS)}
+            meta = {**self.metadata, "size": len(self), "fields": list(FIELDS), "checksum": self.checksum()}
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                os.replace(path, old)
+                old = _previous(path)
+                os.replace(path, old)  # a kill here leaves the old dataset at `old`: load() puts it back
                 os.replace(tmp, path)
                 shutil.rmtree(old)
             else:
@@ -199,13 +213,41 @@ class TransitionDataset:
 
     @classmethod
     def load(cls, path: str | Path) -> TransitionDataset:
+        """Read a saved dataset without writing to it, after checking its files against its
+        metadata (sizes, then the checksum): a truncated or altered dataset is named, not loaded."""
         path = Path(path)
+        if not path.exists() and _previous(path).is_dir():  # a save was killed between its two renames
+            os.replace(_previous(path), path)
         if not (path / METADATA_FILE).is_file():
             raise ObjmmError(f"{path} is not an objmm dataset (no {METADATA_FILE})")
-        metadata = json.loads((path / METADATA_FILE).read_text())
-        data = TensorDict.load_memmap(path / "rows").to_tensordict()
-        metadata.pop("size", None)
-        metadata.pop("fields", None)
+        try:
+            metadata = json.loads((path / METADATA_FILE).read_text())
+            layout = json.loads((path / "rows" / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ObjmmError(f"dataset {path} is damaged: its metadata cannot be read ({error})") from None
+        size = metadata.get("size")
+        for key in FIELDS:
+            file, spec = path / "rows" / f"{key}.memmap", layout.get(key)
+            if spec is None or not file.is_file():
+                raise ObjmmError(f"dataset {path} is damaged: no {key} rows")
+            dtype = getattr(torch, spec["dtype"].removeprefix("torch."))
+            expected = math.prod(spec["shape"]) * torch.empty((), dtype=dtype).element_size()
+            if spec["shape"][0] != size or file.stat().st_size != expected:
+                raise ObjmmError(
+                    f"dataset {path} is damaged: {key} holds {file.stat().st_size} bytes, "
+                    f"its metadata says {size} rows ({expected} bytes)"
+                )
+        data = TensorDict.load_memmap(path / "rows", mode="r").to_tensordict()
+        for key in ("size", "fields"):
+            metadata.pop(key, None)
+        checksum = metadata.pop("checksum", None)
         dataset = cls(data, metadata)
+        if checksum is not None and dataset.checksum() != checksum:
+            raise ObjmmError(f"dataset {path} is damaged: its rows do not match the checksum written when it was saved")
         dataset.validate(get_task(dataset.env_id))
         return dataset
+
+
+def _previous(path: Path) -> Path:
+    """Where `save` keeps the dataset it replaces until the new one is in place."""
+    return path.with_name(f".{path.name}.old")
