@@ -83,3 +83,68 @@ def test_result_files_are_readable_by_others_as_usual(in_tmp):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
     assert stat.S_IMODE((run / "dataset").stat().st_mode) == 0o777 & ~mask
     assert json.loads((run / "dataset" / "objmm.json").read_text())["checksum"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+FIT = ["fit", "--config", str(ROOT / "configs" / "tiny.yaml")]
+PETS = ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")]
+BAD_INPUT = [
+    (FIT + ["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
+    (FIT + ["--data.val_batch_size", "-3"], "data.val_batch_size must be at least 1, got -3"),
+    (FIT + ["--model.members", "0"], "model.members must be at least 1, got 0"),
+    (FIT + ["--model.width", "0"], "model.width must be at least 1, got 0"),
+    (FIT + ["--model.lr", "-0.001"], "model.lr must be positive, got -0.001"),
+    (FIT + ["--trainer.callbacks.init_args.every_n_epochs", "0"], "EpisodeRewardCallback needs every_n_epochs"),
+    (FIT + ["--trainer.callbacks.init_args.cem.elites", "99"], "cem.elites (99) must not exceed cem.population (16)"),
+    (FIT + ["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt: no checkpoint there"),
+    (FIT + ["--ckpt_path", "garbage.ckpt"], "--ckpt_path garbage.ckpt is not a readable checkpoint"),
+    (PETS + ["--pets.cem.horizon", "0"], "cem.horizon must be at least 1, got 0"),
+    (PETS + ["--pets.cem.elites", "50"], "cem.elites (50) must not exceed cem.population (16)"),
+    (PETS + ["--pets.trials", "0"], "pets.trials must be at least 1, got 0"),
+    (PETS + ["--pets.episode_steps", "0"], "pets.episode_steps must be at least 1, got 0"),
+    (PETS + ["--data.train", "random:1x1"], "data.train 'random:1x1' has 1 rows; PETS needs 2"),
+    (PETS + ["--env.id", "objmm/Nope-v0"], "unknown env id 'objmm/Nope-v0'"),
+    (["pets", "--resume", "nowhere"], "nowhere is not an objmm pets run"),
+    (["data", "grid", "--points", "0"], "points must be at least 1, got 0"),
+    (["data", "expert", "--episodes_per_batch", "0"], "episodes_per_batch must be at least 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT, ids=[" ".join(a[3:] or a[:3]) for a, _ in BAD_INPUT])
+def test_an_ordinary_mistake_is_one_line_and_leaves_nothing_behind(args, message, in_tmp, capfd):
+    Path("garbage.ckpt").write_text("garbage\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("objmm: error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not Path("runs").exists() and not Path("data").exists()  # no W&B run, run folder or result file
+
+
+def test_a_garbled_pets_state_is_named(in_tmp, capsys):
+    main(PETS + ["--pets.run_dir", "r", "--pets.trials", "1"])
+    Path("r/state.json").write_text('{"finished_trials": 1, "hist')
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pets", "--resume", "r"])
+    assert capsys.readouterr().err.strip().startswith("objmm: error: r/state.json is damaged")
+
+
+def test_a_truncated_trial_model_is_named_on_resume(in_tmp, capsys):
+    main(PETS + ["--pets.run_dir", "r", "--pets.trials", "1"])
+    model = Path("r/models/trial_00.pt")
+    model.write_bytes(model.read_bytes()[:100])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pets", "--resume", "r", "--pets.trials", "2"])
+    assert (
+        capsys.readouterr().err.strip().startswith("objmm: error: r/models/trial_00.pt is not a readable objmm model")
+    )
+
+
+def test_resume_with_a_run_dir_beside_it_is_refused(in_tmp, capsys):
+    main(PETS + ["--pets.run_dir", "r", "--pets.trials", "1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pets", "--resume", "r", "--pets.run_dir", "elsewhere"])
+    assert "--resume RUN_DIR takes the run's own config and directory" in capsys.readouterr().err

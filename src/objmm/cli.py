@@ -16,6 +16,7 @@ Bad input ends with one line, `objmm: error: ...`, and exit status 2.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -74,7 +75,29 @@ class ObjmmCLI(LightningCLI):
             parser.add_class_arguments(settings, name)
 
 
-def fit_cli(args: list[str] | None) -> None:
+def check_checkpoint(path: str) -> None:
+    """A clear line for a checkpoint that is missing or not readable, before anything starts."""
+    import torch
+
+    if path in ("last", "best", "hpc", "registry"):  # Lightning's names for checkpoints it finds itself
+        return
+    if not os.path.isfile(path):
+        raise ObjmmError(f"--ckpt_path {path}: no checkpoint there")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ObjmmError(f"--ckpt_path {path} is not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ObjmmError(f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict in it)")
+
+
+def fit_cli(args: list[str]) -> None:
+    # checked before LightningCLI, which reads the checkpoint's hyperparameters while parsing
+    for i, arg in enumerate(args):
+        if arg.startswith("--ckpt_path="):
+            check_checkpoint(arg.split("=", 1)[1])
+        elif arg == "--ckpt_path" and i + 1 < len(args):
+            check_checkpoint(args[i + 1])
     ObjmmCLI(
         args=args,
         save_config_callback=RunConfigCallback,
@@ -85,6 +108,7 @@ def fit_cli(args: list[str] | None) -> None:
 
 def main(args: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
     warnings.filterwarnings("ignore", message=".*treespec.*")  # lightning vs newer torch, not ours
     # LightningCLI warns when called in-process (tests, notebooks) while sys.argv holds other arguments
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -103,16 +127,31 @@ def main(args: list[str] | None = None) -> None:
 
             evaluate.main(argv[1:])
         else:
-            fit_cli(args)
-    except ObjmmError as error:
+            fit_cli(argv)
+    except Exception as error:
+        cause = objmm_cause(error)
+        if cause is None:
+            raise
         _finish_wandb(exit_code=2)
-        print(f"objmm: error: {error}", file=sys.stderr)
+        print(f"objmm: error: {cause}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         _finish_wandb(exit_code=130)
         print("objmm: interrupted", file=sys.stderr)
         sys.exit(130)
     _finish_wandb(exit_code=0)
+
+
+def objmm_cause(error: BaseException) -> ObjmmError | None:
+    """The ObjmmError behind `error`, if any: jsonargparse wraps the errors of the classes it
+    instantiates (a callback's bad setting) in its own, with ours as the cause."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ObjmmError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _finish_wandb(exit_code: int) -> None:

@@ -171,8 +171,10 @@ class PETSRun:
                 raise ObjmmError(
                     f"{self.run_dir} already holds a pets run; use --resume {self.run_dir} or another --pets.run_dir"
                 )
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             dataset = self.datamodule.load(self.datamodule.train_source, "initial")
+            if len(dataset) < 2:
+                raise ObjmmError(f"data.train {self.datamodule.train_source!r} has {len(dataset)} rows; PETS needs 2")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             dataset.metadata.update(source="pets", initial_data=self.datamodule.train_source)
             state = {"finished_trials": 0, "dataset_rows": len(dataset), "initial_rows": len(dataset), "history": []}
             dataset.save(self.run_dir / "dataset")
@@ -193,7 +195,6 @@ class PETSRun:
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict:
-        quiet_lightning()
         state, dataset = self.start()
         trials = self.settings.trials
         extra = {name: self.datamodule.load(source, name) for name, source in self.datamodule.val_sources.items()}
@@ -290,6 +291,7 @@ def resume_arguments(argv: list[str]) -> tuple[list[str], bool]:
 def main(argv: list[str]) -> None:
     from objmm.cli import ObjmmCLI
 
+    quiet_lightning()
     argv, resume = resume_arguments(argv)
     cli = ObjmmCLI(
         args=argv,

@@ -19,6 +19,7 @@ INNER_FIT = {
 
 
 def quiet_lightning() -> None:
+    """Lightning's info lines (devices, tips) off: a loop of fits prints its own progress."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 
