@@ -1,5 +1,6 @@
 """End-to-end `objmm fit` on tiny configs, and the one-line errors for bad input."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,14 +39,31 @@ def test_tiny_fit_writes_an_offline_wandb_run_with_reward_and_figure(in_tmp):
     assert list((in_tmp / "runs").glob("objmm-tests/*/checkpoints/*.ckpt"))
 
 
-def test_fit_resumes_from_a_checkpoint(in_tmp, capsys):
-    fit()
-    checkpoint = next((in_tmp / "runs").glob("objmm-tests/*/checkpoints/*.ckpt"))
-    state = torch.load(checkpoint, weights_only=False)
-    assert state["epoch"] == 1
+def final_checkpoint(run_id: str | None = None) -> dict:
+    pattern = f"objmm-tests/{run_id or '*'}/checkpoints/epoch=2-*.ckpt"
+    return torch.load(next(Path("runs").glob(pattern)), weights_only=False)
+
+
+def test_a_resumed_fit_ends_identical_to_an_uninterrupted_one_in_the_same_run(in_tmp, capsys):
+    fit("--trainer.max_epochs", "3")
+    uninterrupted = final_checkpoint()
+    for run in Path("runs/objmm-tests").iterdir():
+        os.rename(run, Path("runs") / f"done-{run.name}")
+    fit("--trainer.max_epochs", "2")  # stopped after epoch 1, as a kill after its checkpoint would leave it
+    (run,) = Path("runs/objmm-tests").iterdir()
+    checkpoint = next((run / "checkpoints").glob("*.ckpt"))
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
     fit("--trainer.max_epochs", "3", "--ckpt_path", str(checkpoint))
     out = capsys.readouterr().out
     assert "epoch 2: episode reward" in out and "epoch 0: episode reward" in out.split("epoch 2")[0]
+    assert [p.name for p in Path("runs/objmm-tests").iterdir()] == [run.name]  # the same run and folder
+    assert len(list(Path("runs/wandb").glob(f"offline-run-*-{run.name}"))) == 2  # one W&B run id, two parts
+    resumed = final_checkpoint(run.name)
+    for key, value in uninterrupted["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    rewards = [c for name, c in uninterrupted["callbacks"].items() if "EpisodeReward" in name][0]
+    rewards_resumed = [c for name, c in resumed["callbacks"].items() if "EpisodeReward" in name][0]
+    assert rewards == rewards_resumed and len(rewards["reward_history"]) == 3
 
 
 def test_objective_is_chosen_by_class_path(in_tmp):

@@ -20,7 +20,9 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from objmm.envs import EnvSpec
@@ -59,6 +61,10 @@ class ObjmmCLI(LightningCLI):
         kwargs.setdefault("trainer_defaults", {"logger": wandb_offline_logger()})
         super().__init__(DynamicsModule, TransitionDataModule, args=args, run=run, seed_everything_default=0, **kwargs)
 
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand == "fit":
+            same_wandb_run_on_resume(self.config.fit)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(EnvSpec, "env")
         for source, target in (
@@ -73,6 +79,36 @@ class ObjmmCLI(LightningCLI):
         if self.section is not None:
             name, settings = self.section
             parser.add_class_arguments(settings, name)
+
+
+def same_wandb_run_on_resume(config) -> None:
+    """`fit --ckpt_path runs/<project>/<run id>/checkpoints/last.ckpt` goes on in W&B run <run id>,
+    which also keeps its checkpoint folder (Lightning names it after the logger's run id); offline,
+    each part is a folder of its own under runs/wandb/ and `wandb sync` joins them into the one run."""
+    ckpt_path, logger = config.get("ckpt_path"), config.trainer.get("logger")
+    if not ckpt_path or not hasattr(logger, "class_path") or not logger.class_path.endswith("WandbLogger"):
+        return
+    init_args = logger.init_args
+    if init_args.get("id") is None and init_args.get("version") is None:
+        init_args.id = Path(ckpt_path).resolve().parent.parent.name
+        init_args.resume = "allow"
+
+
+class ResumeHint(L.Callback):
+    """On Ctrl-C, say where the fit can be resumed from (Lightning stops it with exit status 1)."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt):
+            return
+        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or getattr(
+            trainer.checkpoint_callback, "best_model_path", ""
+        )
+        where = (
+            f"resume with the same command and --ckpt_path {checkpoint}"
+            if checkpoint
+            else "no checkpoint was saved yet (ModelCheckpoint saves one after each epoch)"
+        )
+        print(f"objmm: interrupted in epoch {trainer.current_epoch}; {where}", file=sys.stderr, flush=True)
 
 
 def check_checkpoint(path: str) -> None:
@@ -103,6 +139,7 @@ def fit_cli(args: list[str]) -> None:
         save_config_callback=RunConfigCallback,
         save_config_kwargs={"save_to_log_dir": False, "overwrite": True, "config_filename": "objmm_config.yaml"},
         parser_kwargs={"description": __doc__.splitlines()[0] + " Experiments beside fit: " + ", ".join(EXPERIMENTS)},
+        trainer_defaults={"logger": wandb_offline_logger(), "callbacks": [ResumeHint()]},
     )
 
 

@@ -24,7 +24,9 @@ from objmm.seeding import derive_seed
 
 class EnsembleBatches:
     """Epochs of [members, batch] TensorDicts. Each member's bootstrap sample (rows drawn with
-    replacement) is drawn once, here; every epoch walks a new shuffle of the same sample."""
+    replacement) is drawn once, here; every epoch walks a new shuffle of the same sample. The
+    shuffles come from `generator`, whose state a checkpoint keeps (`TransitionDataModule.state_dict`),
+    so a resumed fit walks the rows in the same order as an uninterrupted one."""
 
     def __init__(self, data: TensorDict, members: int, batch_size: int, bootstrap: bool, seed: int):
         self.data, self.members, self.batch_size = data, members, batch_size
@@ -158,7 +160,20 @@ class TransitionDataModule(L.LightningDataModule):
     def train_dataloader(self) -> EnsembleBatches:
         # called once per fit: the bootstrap is drawn here, and each epoch reshuffles it
         seed = derive_seed(self.seed, "fit", self.fit_index)
-        return EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, seed)
+        batches = EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, seed)
+        resumed = getattr(self, "_resumed_shuffle_state", None)
+        if resumed is not None:  # a fit resumed from a checkpoint: the same bootstrap, the next shuffles
+            batches.generator.set_state(resumed)
+        self._train_batches = batches
+        return batches
+
+    # A checkpoint keeps the state of the epoch shuffles: a fit resumed from it continues the same order.
+    def state_dict(self) -> dict:
+        batches = getattr(self, "_train_batches", None)
+        return {"shuffle_state": batches.generator.get_state()} if batches is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed_shuffle_state = state_dict.get("shuffle_state")
 
     def val_dataloader(self) -> list[FixedBatches]:
         return [

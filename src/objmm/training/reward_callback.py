@@ -6,11 +6,13 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import metric_label, plot_reward_and_nll
+from objmm.seeding import derive_seed
 
 
 def run_directory(trainer: L.Trainer) -> Path:
@@ -65,18 +67,26 @@ class EpisodeRewardCallback(L.Callback):
         self.figure_path: Path | None = None
 
     # ----------------------------------------------------------------- evaluation
-    def evaluate(self, pl_module: L.LightningModule) -> np.ndarray:
+    def evaluate(self, pl_module: L.LightningModule, epoch: int = 0) -> np.ndarray:
         """Episode rewards [episodes] of the CEM controller using `pl_module.model`, in the env the
-        model was made for (`env.kwargs`), unless this callback was given other env settings."""
+        model was made for (`env.kwargs`), unless this callback was given other env settings.
+
+        The planner's samples come from a seed of this epoch's own, on a forked random state: the
+        same model gives the same rewards in an uninterrupted and a resumed fit, and training's
+        random state is left as it was."""
         model = pl_module.model
         env_kwargs = {**pl_module.env_kwargs, **self.env_kwargs}
         planner = CEMPlanner.for_dynamics(model.task, model.predict_next, self.cem, env_kwargs, pl_module.device)
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
         was_training = model.training
         model.eval()
         try:
-            return collect_episodes(
-                model.task.env_id, planner, self.episodes, seed=self.seed, device=pl_module.device, **env_kwargs
-            ).returns
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(derive_seed(self.seed, "planner", epoch))
+                record = collect_episodes(
+                    model.task.env_id, planner, self.episodes, seed=self.seed, device=pl_module.device, **env_kwargs
+                )
+            return record.returns
         finally:
             model.train(was_training)
 
@@ -87,7 +97,7 @@ class EpisodeRewardCallback(L.Callback):
         last = epoch + 1 == trainer.max_epochs
         if (epoch + 1) % self.every_n_epochs and not last:
             return
-        rewards = self.evaluate(pl_module)
+        rewards = self.evaluate(pl_module, epoch)
         self.reward_history.append((epoch, float(rewards.mean()), float(rewards.std())))
         pl_module.log_dict({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std())})
         print(f"epoch {epoch}: episode reward {rewards.mean():.1f} ± {rewards.std():.1f} over {self.episodes} episodes")
