@@ -105,14 +105,19 @@ BAD_INPUT = [
     (PETS + ["--data.train", "random:1x1"], "data.train 'random:1x1' has 1 rows; PETS needs 2"),
     (PETS + ["--env.id", "objmm/Nope-v0"], "unknown env id 'objmm/Nope-v0'"),
     (["pets", "--resume", "nowhere"], "nowhere is not an objmm pets run"),
+    (FIT + ["--trainer.logger.init_args.offline", "false"], "offline is false but W&B has no login here"),
+    (PETS + ["--trainer.logger.init_args.offline", "false"], "offline is false but W&B has no login here"),
     (["data", "grid", "--points", "0"], "points must be at least 1, got 0"),
     (["data", "expert", "--episodes_per_batch", "0"], "episodes_per_batch must be at least 1, got 0"),
 ]
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUT, ids=[" ".join(a[3:] or a[:3]) for a, _ in BAD_INPUT])
-def test_an_ordinary_mistake_is_one_line_and_leaves_nothing_behind(args, message, in_tmp, capfd):
+def test_an_ordinary_mistake_is_one_line_and_leaves_nothing_behind(args, message, in_tmp, capfd, monkeypatch):
     Path("garbage.ckpt").write_text("garbage\n")
+    for variable in ("WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("NETRC", str(in_tmp / "no-netrc"))
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2

@@ -17,10 +17,12 @@ Bad input ends with one line, `objmm: error: ...`, and exit status 2.
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 import sys
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
@@ -62,8 +64,10 @@ class ObjmmCLI(LightningCLI):
         super().__init__(DynamicsModule, TransitionDataModule, args=args, run=run, seed_everything_default=0, **kwargs)
 
     def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        check_wandb_login(config.trainer.get("logger"))
         if self.subcommand == "fit":
-            same_wandb_run_on_resume(self.config.fit)
+            same_wandb_run_on_resume(config)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(EnvSpec, "env")
@@ -79,6 +83,27 @@ class ObjmmCLI(LightningCLI):
         if self.section is not None:
             name, settings = self.section
             parser.add_class_arguments(settings, name)
+
+
+def check_wandb_login(logger) -> None:
+    """Going online needs a W&B login; say so before anything runs (W&B would ask at a prompt or fail
+    deep inside its own start-up)."""
+    if not hasattr(logger, "class_path") or not logger.class_path.endswith("WandbLogger"):
+        return
+    if logger.init_args.get("offline", False) or os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return
+    if os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc(os.environ.get("NETRC") or None).authenticators(host):
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    raise ObjmmError(
+        "trainer.logger.init_args.offline is false but W&B has no login here; run `wandb login` "
+        "(or set WANDB_API_KEY), or keep the run offline and `wandb sync` it later"
+    )
 
 
 def same_wandb_run_on_resume(config) -> None:
@@ -172,9 +197,9 @@ def main(args: list[str] | None = None) -> None:
         _finish_wandb(exit_code=2)
         print(f"objmm: error: {cause}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _finish_wandb(exit_code=130)
-        print("objmm: interrupted", file=sys.stderr)
+        print(f"objmm: interrupted; {interrupt}" if str(interrupt) else "objmm: interrupted", file=sys.stderr)
         sys.exit(130)
     _finish_wandb(exit_code=0)
 

@@ -123,7 +123,12 @@ class PETSRun:
         datamodule = self.datamodule.with_dataset(dataset, fit_index=trial, split="rows", val_sets={})
         prefix = f"  trial {trial + 1}/{self.settings.trials}: "
         trainer = self.cli.instantiate_trainer(max_epochs=epochs, callbacks=[EpochProgress(prefix)], **INNER_FIT)
-        trainer.fit(module, datamodule=datamodule)
+        try:
+            trainer.fit(module, datamodule=datamodule)
+        except SystemExit:  # Lightning turns Ctrl-C inside fit into SystemExit(1)
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
         module.to(self.device)
         self.last_train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
         return datamodule
@@ -300,4 +305,8 @@ def main(argv: list[str]) -> None:
         save_config_callback=None,
         parser_kwargs={"prog": "objmm pets", "description": __doc__.splitlines()[0]},
     )
-    PETSRun(cli, resume).run()
+    run = PETSRun(cli, resume)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"resume with: objmm pets --resume {run.run_dir}") from None
