@@ -173,6 +173,23 @@ def test_a_finished_run_goes_further_with_resume_and_more_trials(in_tmp, capsys)
     assert "trials: 2" in Path("r/pets_config.yaml").read_text()
 
 
+@pytest.mark.parametrize("training", ["full", "incremental"])
+def test_a_resumed_run_repeats_an_uninterrupted_one(training, in_tmp):
+    settings = ["--pets.training", training, "--pets.incremental_epochs", "1"]
+    main(["pets", "--config", TINY, "--pets.run_dir", "whole", "--pets.trials", "3", *settings])
+    main(["pets", "--config", TINY, "--pets.run_dir", "parts", "--pets.trials", "1", *settings])
+    main(["pets", "--resume", "parts", "--pets.trials", "3"])
+
+    def numbers(run: str) -> list[dict]:
+        history = json.loads(Path(run, "state.json").read_text())["history"]
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    assert numbers("whole") == numbers("parts")
+    assert torch.equal(
+        TransitionDataset.load("whole/dataset").data["obs"], TransitionDataset.load("parts/dataset").data["obs"]
+    )
+
+
 def test_resume_with_another_architecture_is_refused_and_the_config_kept(in_tmp, capsys):
     main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
     config = Path("r/pets_config.yaml").read_text()

@@ -112,9 +112,8 @@ class PETSRun:
         self.device = cli.trainer.strategy.root_device
 
     # ----------------------------------------------------------------- pieces of a trial
-    def new_module(self, trial: int) -> DynamicsModule:
+    def new_module(self) -> DynamicsModule:
         module = copy.deepcopy(self.template)
-        torch.manual_seed(derive_seed(self.seed, "model", trial))
         module.model.reset_parameters()
         return module
 
@@ -208,11 +207,14 @@ class PETSRun:
         newest = dataset if not state["finished_trials"] else self.newest_episode(dataset)
         for trial in range(state["finished_trials"], trials):
             start = time.perf_counter()
+            # the trial's random state (model initialisation, then the planner's samples) from its own
+            # seed: a resumed run repeats an uninterrupted one, in full and incremental training alike
+            torch.manual_seed(derive_seed(self.seed, "model", trial))
             metrics: dict[str, float] = {"trial": trial}
             if self.module is not None:  # how well the last model predicts the data it has not seen
                 metrics.update(self.metrics("new_data", newest))
             if self.module is None or self.settings.training == "full":
-                self.module, epochs = self.new_module(trial), self.cli.trainer.max_epochs
+                self.module, epochs = self.new_module(), self.cli.trainer.max_epochs
             else:
                 epochs = self.settings.incremental_epochs
             print(f"trial {trial + 1}/{trials}: training on {len(dataset)} rows for {epochs} epochs", flush=True)
