@@ -19,3 +19,18 @@ def in_tmp(tmp_path, monkeypatch):
     """Run inside a fresh directory (runs/, data/ land there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def error_of(capsys):
+    """Run `objmm ARGS...` in-process, expecting exit status 2; its stderr, stripped."""
+    from objmm.cli import main
+
+    def run(*args: str) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip()
+
+    return run

@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import pytest
 import torch
 from tensordict import TensorDict
 
@@ -16,13 +15,6 @@ TINY = str(ROOT / "configs" / "tiny.yaml")
 
 def fit(*extra: str) -> None:
     main(["fit", "--config", TINY, *extra])
-
-
-def error_of(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code not in (0, None)
-    return capsys.readouterr().err.strip()
 
 
 def test_tiny_fit_writes_an_offline_wandb_run_with_reward_and_figure(in_tmp):
@@ -70,19 +62,18 @@ def test_objective_is_chosen_by_class_path(in_tmp):
     fit("--model.objective", "objmm.objectives.MSE", "--trainer.max_epochs", "1")
 
 
-def test_unknown_env_id(in_tmp, capsys):
-    err = error_of(capsys, "fit", "--config", TINY, "--env.id", "objmm/Nope-v0")
+def test_unknown_env_id(in_tmp, capsys, error_of):
+    err = error_of("fit", "--config", TINY, "--env.id", "objmm/Nope-v0")
     assert err.splitlines()[-1].startswith("objmm: error: unknown env id 'objmm/Nope-v0'")
 
 
-def test_unknown_config_key(in_tmp, capsys):
-    err = error_of(capsys, "fit", "--config", TINY, "--model.widht", "3")
+def test_unknown_config_key(in_tmp, capsys, error_of):
+    err = error_of("fit", "--config", TINY, "--model.widht", "3")
     assert "widht" in err.splitlines()[-1]
 
 
-def test_nll_on_a_deterministic_model(in_tmp, capsys):
+def test_nll_on_a_deterministic_model(in_tmp, capsys, error_of):
     err = error_of(
-        capsys,
         "fit",
         "--config",
         TINY,
@@ -108,19 +99,19 @@ def bad_dataset(path: Path, obs: torch.Tensor) -> str:
     return str(path)
 
 
-def test_dataset_with_the_wrong_shape(in_tmp, capsys):
+def test_dataset_with_the_wrong_shape(in_tmp, capsys, error_of):
     path = bad_dataset(in_tmp / "bad", torch.zeros(50, 3))
-    err = error_of(capsys, "fit", "--config", TINY, "--data.train", path)
+    err = error_of("fit", "--config", TINY, "--data.train", path)
     assert err == "objmm: error: dataset 'bad': obs has shape [50, 3], but objmm/PETSCartpole-v0 needs [N, 4]"
 
 
-def test_dataset_with_nan(in_tmp, capsys):
+def test_dataset_with_nan(in_tmp, capsys, error_of):
     obs = torch.zeros(50, 4)
     obs[7, 1] = float("nan")
-    err = error_of(capsys, "fit", "--config", TINY, "--data.train", bad_dataset(in_tmp / "nan", obs))
+    err = error_of("fit", "--config", TINY, "--data.train", bad_dataset(in_tmp / "nan", obs))
     assert err == "objmm: error: dataset 'bad': obs holds NaN or inf (first at row 7)"
 
 
-def test_a_diverging_loss_stops_the_run(in_tmp, capsys):
-    err = error_of(capsys, "fit", "--config", TINY, "--model.lr", "1e30")
+def test_a_diverging_loss_stops_the_run(in_tmp, capsys, error_of):
+    err = error_of("fit", "--config", TINY, "--model.lr", "1e30")
     assert err.startswith("objmm: error: the nll loss became") and "lower model.lr" in err

@@ -3,20 +3,12 @@
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from objmm.cli import main
 from objmm.data import TransitionDataset
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def error_of(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip()
 
 
 def test_grid_sampled_babbling_write_reloadable_datasets(in_tmp):
@@ -67,9 +59,8 @@ def test_expert_keeps_only_episodes_above_the_bar(in_tmp):
     assert len(expert.metadata["episode_rewards"]) == 1 and expert.metadata["episode_rewards"][0] > -1
 
 
-def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys):
+def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys, error_of):
     err = error_of(
-        capsys,
         "data",
         "expert",
         "--size",
@@ -90,13 +81,13 @@ def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys):
     assert err.startswith("objmm: error: only 0 of 1 expert episodes beat reward 179.0")
 
 
-def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp, capsys):
+def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp, capsys, error_of):
     tiny = str(ROOT / "configs" / "pets_tiny.yaml")
     main(["pets", "--config", tiny, "--pets.run_dir", "r", "--pets.trials", "2"])
     capsys.readouterr()
-    err = error_of(capsys, "data", "on-policy", "--run", "r", "--trials", "2")
+    err = error_of("data", "on-policy", "--run", "r", "--trials", "2")
     assert err.startswith("objmm: error: the pets run r never solved objmm/PETSCartpole-v0 in 2 trials: best reward")
-    err = error_of(capsys, "data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "3")
+    err = error_of("data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "3")
     assert err.endswith("fewer than --trials 3; go on with: objmm pets --resume r --pets.trials 3")
     main(["data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "1", "--out", "op"])
     on_policy = TransitionDataset.load("op")
@@ -113,9 +104,9 @@ def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp,
     assert len(kept) == 81 and kept < {tuple(row.tolist()) for row in whole["obs"]}
 
 
-def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys):
+def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys, error_of):
     main(["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "50", "--out", "hc"])
-    err = error_of(capsys, "fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.train", "hc")
+    err = error_of("fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.train", "hc")
     expected = "dataset 'hc' was made for objmm/PETSHalfCheetah-v0, but the model is for objmm/PETSCartpole-v0"
     assert err.splitlines()[-1] == f"objmm: error: {expected}"
 
@@ -124,9 +115,9 @@ TINY_EXPERT = ["data", "expert", "--min_reward", "-1", "--episodes_per_batch", "
 TINY_EXPERT += ["--cem.horizon", "5", "--cem.population", "20", "--cem.elites", "4", "--cem.iterations", "2"]
 
 
-def test_a_stopped_expert_run_goes_on_from_its_last_batch(in_tmp, capsys):
+def test_a_stopped_expert_run_goes_on_from_its_last_batch(in_tmp, capsys, error_of):
     # stopped after its first episode (max_episodes 1 of the 2 that 400 rows need) ...
-    err = error_of(capsys, *TINY_EXPERT, "--size", "400", "--max_episodes", "1")
+    err = error_of(*TINY_EXPERT, "--size", "400", "--max_episodes", "1")
     assert err.startswith("objmm: error: only 1 of 1 expert episodes beat reward -1.0 (best ")
     assert "200 of 400 transitions, and max_episodes is 1; raise max_episodes" in err
     first = TransitionDataset.load("e.partial/dataset")
@@ -140,6 +131,6 @@ def test_a_stopped_expert_run_goes_on_from_its_last_batch(in_tmp, capsys):
     assert torch.equal(expert.data["obs"][:200], first.data["obs"])
     assert not Path("e.partial").exists()
     # other settings than the unfinished run's are refused, not mixed in
-    error_of(capsys, *TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f")
-    err = error_of(capsys, *TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f", "--seed", "1")
+    error_of(*TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f")
+    err = error_of(*TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f", "--seed", "1")
     assert "f.partial holds an unfinished expert run with other settings" in err

@@ -3,18 +3,9 @@
 import json
 from pathlib import Path
 
-import pytest
-
 from objmm.cli import main
 from objmm.training import DynamicsModule
 from objmm.training.saved_models import load_model, save_model
-
-
-def error_of(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip()
 
 
 def test_a_saved_model_reloads_identically(in_tmp):
@@ -38,20 +29,20 @@ def test_evaluate_writes_one_row_per_model_dataset_and_batch_mode(in_tmp):
     assert all("paper_ll_batch_median" in r and "nll" in r for r in rows)
 
 
-def test_evaluate_names_a_folder_without_models_and_a_dataset_of_another_env(in_tmp, capsys):
+def test_evaluate_names_a_folder_without_models_and_a_dataset_of_another_env(in_tmp, capsys, error_of):
     Path("empty").mkdir()
-    err = error_of(capsys, "evaluate", "--models", "empty", "--datasets", "{a: grid:2}")
+    err = error_of("evaluate", "--models", "empty", "--datasets", "{a: grid:2}")
     assert err == "objmm: error: empty holds no saved models (*.pt)"
     save_model(Path("m/trial_00.pt"), DynamicsModule(members=2, width=8), trial=0)
     main(["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "20", "--out", "hc"])
-    err = error_of(capsys, "evaluate", "--models", "m", "--datasets", "{hc: hc}")
+    err = error_of("evaluate", "--models", "m", "--datasets", "{hc: hc}")
     assert err.endswith("was made for objmm/PETSHalfCheetah-v0, but the model is for objmm/PETSCartpole-v0")
     assert not Path("evaluation.json").exists()
 
 
-def test_a_damaged_model_file_is_named(in_tmp, capsys):
+def test_a_damaged_model_file_is_named(in_tmp, capsys, error_of):
     save_model(Path("m/trial_00.pt"), DynamicsModule(members=2, width=8), trial=0)
     data = Path("m/trial_00.pt").read_bytes()
     Path("m/trial_00.pt").write_bytes(data[: len(data) // 2])
-    err = error_of(capsys, "evaluate", "--models", "m", "--datasets", "{a: grid:2}")
+    err = error_of("evaluate", "--models", "m", "--datasets", "{a: grid:2}")
     assert err.startswith("objmm: error: m/trial_00.pt is not a readable objmm model")

@@ -139,27 +139,20 @@ def test_half_cheetah_incremental_pets_runs(in_tmp):
     assert dataset.data["obs"].shape[1] == 18
 
 
-def error_of(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code == 2
-    return capsys.readouterr().err.strip()
-
-
-def test_resume_on_a_directory_that_is_not_a_run(in_tmp, capsys):
+def test_resume_on_a_directory_that_is_not_a_run(in_tmp, capsys, error_of):
     Path("empty").mkdir()
-    err = error_of(capsys, "pets", "--resume", "empty")
+    err = error_of("pets", "--resume", "empty")
     assert err == "objmm: error: empty is not an objmm pets run (no state.json and pets_config.yaml)"
 
 
-def test_a_second_run_into_the_same_directory_is_refused(in_tmp, capsys):
+def test_a_second_run_into_the_same_directory_is_refused(in_tmp, capsys, error_of):
     main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
-    err = error_of(capsys, "pets", "--config", TINY, "--pets.run_dir", "r")
+    err = error_of("pets", "--config", TINY, "--pets.run_dir", "r")
     assert "r already holds a pets run; use --resume r" in err
 
 
-def test_a_run_that_failed_before_its_first_trial_can_be_started_again(in_tmp, capsys):
-    err = error_of(capsys, "pets", "--config", TINY, "--pets.run_dir", "r", "--data.train", "nope")
+def test_a_run_that_failed_before_its_first_trial_can_be_started_again(in_tmp, capsys, error_of):
+    err = error_of("pets", "--config", TINY, "--pets.run_dir", "r", "--data.train", "nope")
     assert "dataset source 'nope'" in err
     main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
     assert json.loads(Path("r/state.json").read_text())["finished_trials"] == 1
@@ -190,10 +183,10 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(training, in_tmp):
     )
 
 
-def test_resume_with_another_architecture_is_refused_and_the_config_kept(in_tmp, capsys):
+def test_resume_with_another_architecture_is_refused_and_the_config_kept(in_tmp, capsys, error_of):
     main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
     config = Path("r/pets_config.yaml").read_text()
-    err = error_of(capsys, "pets", "--resume", "r", "--model.width", "64", "--pets.trials", "2")
+    err = error_of("pets", "--resume", "r", "--model.width", "64", "--pets.trials", "2")
     assert err == "objmm: error: r was trained with model.width = 16, not 64; resume it with its own model settings"
     assert Path("r/pets_config.yaml").read_text() == config
     main(["pets", "--resume", "r", "--pets.trials", "2"])  # a plain resume still works
