@@ -44,16 +44,25 @@ def save_figure_atomically(fig, path: Path) -> Path:
         plt.close(fig)
 
 
-def plot_reward_and_nll(
+def plot_reward_and_nll(*args, path: Path, **kwargs) -> Path:
+    """`reward_and_nll_figure(...)` saved to `path`."""
+    return save_figure_atomically(reward_and_nll_figure(*args, **kwargs), path)
+
+
+def plot_trials(*args, path: Path, **kwargs) -> Path:
+    """`trials_figure(...)` saved to `path`."""
+    return save_figure_atomically(trials_figure(*args, **kwargs), path)
+
+
+def reward_and_nll_figure(
     reward_epochs: Sequence[int],
     reward_mean: Sequence[float],
     reward_std: Sequence[float],
     nll_epochs: Sequence[int],
     nll: Sequence[float],
-    path: Path,
     metric: str = "val/nll",
     title: str = "",
-) -> Path:
+):
     """Episode reward (mean ± std) and a validation metric against training epoch (the paper's
     Fig. 4), with the epochs of best reward and best metric marked."""
     fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
@@ -89,17 +98,16 @@ def plot_reward_and_nll(
     legend_below(ax_reward, handles)
     if title:
         ax_reward.set_title(title, fontsize="medium")
-    return save_figure_atomically(fig, path)
+    return fig
 
 
-def plot_trials(
+def trials_figure(
     trials: Sequence[int],
     reward: Sequence[float],
     nll_new_data: Sequence[float],
     nll_train_data: Sequence[float],
-    path: Path,
     title: str = "",
-) -> Path:
+):
     """PETS learning curve: episode reward and model NLL per trial (the paper's Fig. 11)."""
     fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
     trial_numbers = [t + 1 for t in trials]
@@ -122,4 +130,4 @@ def plot_trials(
     legend_below(ax_reward, handles)
     if title:
         ax_reward.set_title(title, fontsize="medium")
-    return save_figure_atomically(fig, path)
+    return fig

@@ -259,7 +259,7 @@ class PETSRun:
             [h["reward/mean"] for h in history],
             [h.get(f"new_data/{loss}", float("nan")) for h in history],
             [h[f"train_data/{loss}"] for h in history],
-            self.run_dir / "pets_curve.png",
+            path=self.run_dir / "pets_curve.png",
             title=f"PETS, {self.task.name}: episode reward and model {loss.upper()} per trial",
         )
         if self.logger:

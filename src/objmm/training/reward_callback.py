@@ -131,7 +131,7 @@ class EpisodeRewardCallback(L.Callback):
             stds,
             nll_epochs,
             nll,
-            run_directory(trainer) / self.figure_name,
+            path=run_directory(trainer) / self.figure_name,
             metric=self.monitor,
             title=f"{pl_module.model.task.name}: episode reward and {metric_label(self.monitor)} while training",
         )

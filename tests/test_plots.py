@@ -1,0 +1,44 @@
+"""The figures read as they come out: words on the axes, legends, best epochs marked, ticks labelled."""
+
+import matplotlib.pyplot as plt
+
+from objmm.plots import reward_and_nll_figure, trials_figure
+
+
+def labels(axis) -> list[str]:
+    axis.figure.canvas.draw()
+    return [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
+
+
+def test_the_pets_curve_labels_a_narrow_nll_axis_and_counts_trials_in_whole_numbers():
+    fig = trials_figure([0, 1, 2, 3], [20.0, 170.0, 178.0, 179.0], [float("nan"), -12.1, -12.6, -12.9], [-11.0] * 4)
+    ax_reward, ax_nll = fig.axes
+    assert len(labels(ax_nll.yaxis)) >= 3  # a span of under a factor of ten still gets numbers
+    assert all(text.lstrip("−-").isdigit() for text in labels(ax_reward.xaxis))  # trials 1, 2, ... not 1.5
+    assert ax_nll.get_yscale() == "linear"
+    legend = [t.get_text() for t in ax_reward.get_legend().get_texts()]
+    assert "NLL on the trial's new data (before training)" in legend
+    plt.close(fig)
+
+
+def test_the_pets_curve_switches_to_symlog_for_a_surprised_model():
+    fig = trials_figure([0, 1, 2, 3], [20.0, 60.0, 170.0, 179.0], [float("nan"), 3728.8, -11.3, -13.0], [-3.0] * 4)
+    ax_nll = fig.axes[1]
+    assert ax_nll.get_yscale() == "symlog" and len(labels(ax_nll.yaxis)) >= 3
+    plt.close(fig)
+
+
+def test_the_reward_figure_marks_the_epochs_of_best_reward_and_best_nll():
+    fig = reward_and_nll_figure(
+        [2, 5, 8],
+        [95.0, 175.0, 172.0],
+        [3.0, 1.0, 2.0],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8],
+        [-6.0, -8, -9, -10, -11, -12, -13, -14, -15],
+        metric="val/nll",
+    )
+    ax_reward, ax_nll = fig.axes
+    legend = [t.get_text() for t in ax_reward.get_legend().get_texts()]
+    assert "best reward (epoch 5)" in legend and "best NLL (epoch 8)" in legend
+    assert ax_nll.get_ylabel() == "NLL on the val set" and ax_reward.get_ylabel() == "episode reward"
+    plt.close(fig)
