@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from tensordict import TensorDict
 
@@ -115,3 +116,17 @@ def test_dataset_with_nan(in_tmp, capsys, error_of):
 def test_a_diverging_loss_stops_the_run(in_tmp, capsys, error_of):
     err = error_of("fit", "--config", TINY, "--model.lr", "1e30")
     assert err.startswith("objmm: error: the nll loss became") and "lower model.lr" in err
+
+
+def test_the_env_section_reaches_the_model_the_data_and_the_reward_evaluation(in_tmp):
+    from objmm.cli import ObjmmCLI
+    from objmm.planning import CEMConfig
+    from objmm.training import EpisodeRewardCallback
+
+    cli = ObjmmCLI(args=["--config", TINY, "--env.kwargs", "{x_goal: 0.5}"], run=False)
+    assert cli.model.env_kwargs == {"x_goal": 0.5} and cli.datamodule.env_kwargs == {"x_goal": 0.5}
+    callback = EpisodeRewardCallback(episodes=2, cem=CEMConfig(horizon=3, population=8, elites=2, iterations=1))
+    at_half = callback.evaluate(cli.model)
+    cli.model.env_kwargs = {"x_goal": 0.0}
+    at_zero = callback.evaluate(cli.model)
+    assert not np.allclose(at_half, at_zero)  # the same model and seeds, scored at the goal it was made for

@@ -104,6 +104,7 @@ BAD_INPUT = [
     (PETS + ["--pets.episode_steps", "0"], "pets.episode_steps must be at least 1, got 0"),
     (PETS + ["--data.train", "random:1x1"], "data.train 'random:1x1' has 1 rows; PETS needs 2"),
     (PETS + ["--env.id", "objmm/Nope-v0"], "unknown env id 'objmm/Nope-v0'"),
+    (FIT + ["--env.kwargs", "{x_gaol: 0.5}"], "env.kwargs {'x_gaol': 0.5} do not fit objmm/PETSCartpole-v0"),
     (["pets", "--resume", "nowhere"], "nowhere is not an objmm pets run"),
     (FIT + ["--trainer.logger.init_args.offline", "false"], "offline is false but W&B has no login here"),
     (PETS + ["--trainer.logger.init_args.offline", "false"], "offline is false but W&B has no login here"),

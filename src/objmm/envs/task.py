@@ -69,6 +69,13 @@ class EnvSpec:
 
     def __post_init__(self):
         get_task(self.id)
+        if self.kwargs:  # an unknown or ill-typed setting is named here, not deep inside gymnasium
+            import gymnasium
+
+            try:
+                gymnasium.make(self.id, **self.kwargs).close()
+            except (TypeError, ValueError) as error:
+                raise ObjmmError(f"env.kwargs {self.kwargs} do not fit {self.id}: {error}") from None
 
 
 _TASKS: dict[str, Task] = {}
