@@ -16,6 +16,7 @@ Bad input ends with one line, `objmm: error: ...`, and exit status 2.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import netrc
 import os
@@ -33,8 +34,12 @@ from objmm.seeding import seed_of
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.reward_callback import run_directory
 
-#: the experiments beside Lightning's own fit / validate: name -> module with `main(argv)`
-EXPERIMENTS = ("pets", "data", "evaluate")
+#: the experiments beside Lightning's own fit / validate: subcommand -> module with `main(argv)`
+EXPERIMENTS = {
+    "pets": "objmm.experiments.pets",
+    "data": "objmm.experiments.datasets",
+    "evaluate": "objmm.experiments.evaluate",
+}
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -176,18 +181,8 @@ def main(args: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     argv = sys.argv[1:] if args is None else list(args)
     try:
-        if argv[:1] == ["pets"]:
-            from objmm.experiments import pets
-
-            pets.main(argv[1:])
-        elif argv[:1] == ["data"]:
-            from objmm.experiments import datasets
-
-            datasets.main(argv[1:])
-        elif argv[:1] == ["evaluate"]:
-            from objmm.experiments import evaluate
-
-            evaluate.main(argv[1:])
+        if argv and argv[0] in EXPERIMENTS:
+            importlib.import_module(EXPERIMENTS[argv[0]]).main(argv[1:])
         else:
             fit_cli(argv)
     except Exception as error:
