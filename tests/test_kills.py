@@ -90,3 +90,25 @@ def test_a_killed_dataset_command_leaves_no_half_dataset(seconds, in_tmp, refere
     main([*DATA, "--out", "out"])  # the same command again finishes the job
     reference = TransitionDataset.load(references / "data_reference")
     assert torch.equal(TransitionDataset.load("out").data["obs"], reference.data["obs"])
+
+
+@pytest.mark.parametrize("command", ["fit", "pets"])
+def test_ctrl_c_says_where_to_resume(command, in_tmp):
+    args = [*FIT, "--trainer.max_epochs", "200"] if command == "fit" else [*PETS, "--pets.trials", "200"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from objmm.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    time.sleep(12)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    if command == "fit":
+        assert last.startswith("objmm: interrupted; in epoch ") and "--ckpt_path runs/objmm-tests/" in last, last
+    else:
+        assert last == "objmm: interrupted; resume with: objmm pets --resume runs/pets_tiny", last

@@ -125,7 +125,11 @@ def same_wandb_run_on_resume(config) -> None:
 
 
 class ResumeHint(L.Callback):
-    """On Ctrl-C, say where the fit can be resumed from (Lightning stops it with exit status 1)."""
+    """On Ctrl-C, find where the fit can be resumed from (Lightning then ends it with SystemExit(1))."""
+
+    def __init__(self):
+        super().__init__()
+        self.message = ""
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt):
@@ -138,7 +142,7 @@ class ResumeHint(L.Callback):
             if checkpoint
             else "no checkpoint was saved yet (ModelCheckpoint saves one after each epoch)"
         )
-        print(f"objmm: interrupted in epoch {trainer.current_epoch}; {where}", file=sys.stderr, flush=True)
+        self.message = f"in epoch {trainer.current_epoch}; {where}"
 
 
 def check_checkpoint(path: str) -> None:
@@ -164,13 +168,21 @@ def fit_cli(args: list[str]) -> None:
             check_checkpoint(arg.split("=", 1)[1])
         elif arg == "--ckpt_path" and i + 1 < len(args):
             check_checkpoint(args[i + 1])
-    ObjmmCLI(
-        args=args,
-        save_config_callback=RunConfigCallback,
-        save_config_kwargs={"save_to_log_dir": False, "overwrite": True, "config_filename": "objmm_config.yaml"},
-        parser_kwargs={"description": __doc__.splitlines()[0] + " Experiments beside fit: " + ", ".join(EXPERIMENTS)},
-        trainer_defaults={"logger": wandb_offline_logger(), "callbacks": [ResumeHint()]},
-    )
+    hint = ResumeHint()
+    try:
+        ObjmmCLI(
+            args=args,
+            save_config_callback=RunConfigCallback,
+            save_config_kwargs={"save_to_log_dir": False, "overwrite": True, "config_filename": "objmm_config.yaml"},
+            parser_kwargs={
+                "description": __doc__.splitlines()[0] + " Experiments beside fit: " + ", ".join(EXPERIMENTS)
+            },
+            trainer_defaults={"logger": wandb_offline_logger(), "callbacks": [hint]},
+        )
+    except SystemExit:
+        if hint.message:  # Ctrl-C: say so, and where to resume, with the usual status 130
+            raise KeyboardInterrupt(hint.message) from None
+        raise
 
 
 def main(args: list[str] | None = None) -> None:
