@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from objmm.cli import main
-from objmm.data import TransitionDataset
+from objmm.data import TransitionDataset, random_rollouts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,3 +134,19 @@ def test_a_stopped_expert_run_goes_on_from_its_last_batch(in_tmp, capsys, error_
     error_of(*TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f")
     err = error_of(*TINY_EXPERT, "--size", "400", "--max_episodes", "1", "--out", "f", "--seed", "1")
     assert "f.partial holds an unfinished expert run with other settings" in err
+
+
+def test_on_policy_has_table_2s_size_for_a_20_trial_cartpole_run(in_tmp):
+    """A stand-in for a solved 20-trial PETS cartpole run: 1 + 20 episodes of 200 rows."""
+    episodes = random_rollouts("objmm/PETSCartpole-v0", episodes=21, horizon=200)
+    run = Path("run")
+    episodes.save(run / "dataset")
+    history = [{"trial": t, "reward/mean": 179.5 if t == 12 else 150.0, "rows": 200 * (t + 2)} for t in range(20)]
+    state = {"finished_trials": 20, "dataset_rows": 4200, "initial_rows": 200, "history": history}
+    (run / "state.json").write_text(json.dumps(state))
+    (run / "pets_config.yaml").write_text("seed_everything: 0\ndata: {train_fraction: 0.9}\n")
+    main(["data", "on-policy", "--run", "run", "--out", "op"])
+    on_policy = TransitionDataset.load("op")
+    assert len(on_policy) == 3780  # Table 2: 0.9 x (1 + 20) x 200
+    _, counts = on_policy.data["episode"].unique(return_counts=True)
+    assert len(counts) == 21 and (counts == 180).all()
