@@ -8,19 +8,14 @@ import torch
 
 from objmm.data.dataset import TransitionDataset
 from objmm.envs import Task, get_task, make_env
+from objmm.envs.simulator import SimulatorDynamics
 from objmm.seeding import derive_seed
 
 
 def step_from_observations(env_id: str, obs: torch.Tensor, actions: torch.Tensor, **env_kwargs) -> torch.Tensor:
-    """Set the simulator to each observation [N, O], apply the action [N, A], return next obs [N, O]."""
-    env = make_env(env_id, **env_kwargs).unwrapped
-    env.reset(seed=0)
-    next_obs = np.empty((len(obs), obs.shape[1]))
-    for i, (o, a) in enumerate(zip(obs.double().numpy(), actions.double().numpy(), strict=True)):
-        env.set_state(*env.state_from_observation(o))
-        next_obs[i] = env.step(a)[0]
-    env.close()
-    return torch.from_numpy(next_obs)
+    """Set the simulator to each observation [N, O], apply the action [N, A], return next obs [N, O]
+    (float64): every row in one batched `mujoco.rollout` call (`SimulatorDynamics`), not a Python loop."""
+    return SimulatorDynamics(env_id, **env_kwargs)(obs.double(), actions.double())
 
 
 def _box(task: Task) -> tuple[torch.Tensor, torch.Tensor]:

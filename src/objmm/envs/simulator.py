@@ -1,4 +1,5 @@
-"""The true simulator as a batched dynamics function, for an expert planner and for checks.
+"""The true simulator as a batched dynamics function: the one way objmm steps MuJoCo from given
+observations (grid and sampled datasets, the expert planner, checks).
 
 `mujoco.rollout` steps a whole batch of physics states in C (on several threads), so the CEM
 population goes through MuJoCo as one call per horizon step rather than a Python loop.
