@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import WandbLogger
 from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import metric_label, plot_reward_and_nll
+from objmm.progress import episode_progress
 from objmm.seeding import derive_seed
 
 
@@ -38,6 +39,7 @@ class EpisodeRewardCallback(L.Callback):
             lowest, or the highest for a log-likelihood (`.../paper_ll...`).
         env_kwargs: evaluate in an env with these settings instead of the model's own (`env.kwargs`),
             e.g. another cartpole goal (the paper's Fig. 12).
+        progress: print the episodes' steps and reward so far while they run.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class EpisodeRewardCallback(L.Callback):
         seed: int = 0,
         env_kwargs: dict | None = None,
         figure_name: str = "reward_vs_nll.png",
+        progress: bool = True,
     ):
         super().__init__()
         if every_n_epochs < 1 or episodes < 1:
@@ -62,6 +65,7 @@ class EpisodeRewardCallback(L.Callback):
             dict(env_kwargs or {}),
             figure_name,
         )
+        self.progress = progress
         self.reward_history: list[tuple[int, float, float]] = []  # (epoch, mean, std)
         self.monitor_history: list[tuple[int, float]] = []  # (epoch, value)
         self.figure_path: Path | None = None
@@ -84,7 +88,13 @@ class EpisodeRewardCallback(L.Callback):
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(derive_seed(self.seed, "planner", epoch))
                 record = collect_episodes(
-                    model.task.env_id, planner, self.episodes, seed=self.seed, device=pl_module.device, **env_kwargs
+                    model.task.env_id,
+                    planner,
+                    self.episodes,
+                    seed=self.seed,
+                    device=pl_module.device,
+                    progress=episode_progress(f"epoch {epoch}: episode ") if self.progress else None,
+                    **env_kwargs,
                 )
             return record.returns
         finally:
