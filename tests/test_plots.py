@@ -21,10 +21,15 @@ def test_the_pets_curve_labels_a_narrow_nll_axis_and_counts_trials_in_whole_numb
     plt.close(fig)
 
 
-def test_the_pets_curve_switches_to_symlog_for_a_surprised_model():
-    fig = trials_figure([0, 1, 2, 3], [20.0, 60.0, 170.0, 179.0], [float("nan"), 3728.8, -11.3, -13.0], [-3.0] * 4)
+def test_a_surprised_model_does_not_flatten_the_pets_curve():
+    new_data = [float("nan"), 3728.8, -11.3, -13.0, -14.1, -15.0]
+    fig = trials_figure(range(6), [20.0, 60.0, 170.0, 179.0, 178.0, 179.5], new_data, [181.9, 10.0, -9, -12, -13, -14])
     ax_nll = fig.axes[1]
-    assert ax_nll.get_yscale() == "symlog" and len(labels(ax_nll.yaxis)) >= 3
+    low, high = ax_nll.get_ylim()
+    assert high < 200 and low < -15  # the axis spans the bulk, not up to 3729
+    notes = [t.get_text() for t in ax_nll.texts]
+    assert notes == ["182", "3.73e+03"]  # the values off the axis are written at its edge, one per trial
+    assert len(labels(ax_nll.yaxis)) >= 3
     plt.close(fig)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 from objmm import atomic
 
@@ -30,6 +31,27 @@ def metric_label(key: str) -> str:
     where, _, metric = key.rpartition("/")
     words = METRIC_WORDS.get(metric, metric)
     return f"{words} on the {where} set" if where else words
+
+
+def clip_outliers(ax, x: Sequence[float], *series: Sequence[float]) -> None:
+    """Keep the axis on the bulk of the values: a model meeting new states can be off by 100x for
+    a trial or two, which would flatten the rest of the curve. Values far above the bulk (beyond the
+    upper quartile plus 10 interquartile ranges) are drawn at the top edge as ^ with the largest
+    number at that x."""
+    values = np.array([v for one in series for v in one], dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 4:
+        return
+    q1, q3 = np.percentile(values, [25, 75])
+    top = q3 + 10 * max(q3 - q1, 1.0)
+    if values.max() <= top:
+        return
+    ax.set_ylim(values.min() - 0.05 * (top - values.min()), top)
+    for i, xi in enumerate(x):
+        above = [one[i] for one in series if np.isfinite(one[i]) and one[i] > top]
+        if above:
+            ax.plot(xi, top, "^", color="tab:red", clip_on=False)
+            ax.annotate(f"{max(above):.3g}", (xi, top), textcoords="offset points", xytext=(4, -10), fontsize="x-small")
 
 
 def legend_below(ax, handles: list) -> None:
@@ -120,13 +142,8 @@ def trials_figure(
         trial_numbers, nll_new_data, "s--", color="tab:red", label="NLL on the trial's new data (before training)"
     )
     handles += ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="NLL on the training data")
-    finite = [abs(v) for v in [*nll_new_data, *nll_train_data] if v == v and abs(v) != float("inf")]
-    if finite and max(finite) > 100 * max(1.0, sorted(finite)[len(finite) // 2]):
-        # a model meeting new states can be off by 1000x: symlog keeps the rest readable
-        ax_nll.set_yscale("symlog", linthresh=10)
-        ax_nll.set_ylabel("model NLL (symlog scale: linear within ±10)", color="tab:red")
-    else:
-        ax_nll.set_ylabel("model NLL", color="tab:red")
+    ax_nll.set_ylabel("model NLL", color="tab:red")
+    clip_outliers(ax_nll, trial_numbers, [*nll_new_data], [*nll_train_data])
     legend_below(ax_reward, handles)
     if title:
         ax_reward.set_title(title, fontsize="medium")
