@@ -3,3 +3,11 @@
 
 class ObjmmError(Exception):
     """A problem with the user's input or run (unknown env, bad dataset, diverged loss)."""
+
+
+def require_at_least_one(section: str, **counts: int | None) -> None:
+    """Raise one line naming the first count below 1, as `<section>.<name>` (a count of None, "not
+    set", passes): the check every settings class makes of its sizes."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ObjmmError(f"{section + '.' if section else ''}{name} must be at least 1, got {value}")

@@ -22,7 +22,7 @@ import torch
 from objmm.atomic import write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
 from objmm.envs import EnvSpec, get_task
-from objmm.errors import ObjmmError
+from objmm.errors import ObjmmError, require_at_least_one
 from objmm.planning import CEMConfig, CEMPlanner, SimulatorDynamics, collect_episodes
 from objmm.progress import episode_progress
 from objmm.seeding import derive_seed, seed_of
@@ -53,7 +53,7 @@ def _save(dataset: TransitionDataset, out: str | None, kind: str) -> Path:
 
 def grid(env: EnvSpec = EnvSpec(), points: int = 7, out: str | None = None) -> Path:
     """Every state entry and action sliced evenly into `points` values (cartpole: 7^5 = 16807)."""
-    _positive(points=points)
+    require_at_least_one("", points=points)
     return _save(grid_dataset(env.id, points, **env.kwargs), out, "grid")
 
 
@@ -61,7 +61,7 @@ def sampled(
     env: EnvSpec = EnvSpec("objmm/PETSHalfCheetah-v0"), size: int = 200000, seed: int = 0, out: str | None = None
 ) -> Path:
     """`size` state-action pairs drawn uniformly from the env's box, each stepped once."""
-    _positive(size=size)
+    require_at_least_one("", size=size)
     return _save(sampled_dataset(env.id, size, seed, **env.kwargs), out, "sampled")
 
 
@@ -69,14 +69,8 @@ def babbling(
     env: EnvSpec = EnvSpec(), rollouts: int = 200, horizon: int = 10, seed: int = 0, out: str | None = None
 ) -> Path:
     """Random-action rollouts from the noise-free initial state (appendix A)."""
-    _positive(rollouts=rollouts, horizon=horizon)
+    require_at_least_one("", rollouts=rollouts, horizon=horizon)
     return _save(babbling_dataset(env.id, rollouts, horizon, seed, **env.kwargs), out, "babbling")
-
-
-def _positive(**settings: int) -> None:
-    for name, value in settings.items():
-        if value < 1:
-            raise ObjmmError(f"{name} must be at least 1, got {value}")
 
 
 def expert(
@@ -103,7 +97,7 @@ def expert(
     """
     task = get_task(env.id)
     size = size or EXPERT_SIZE.get(env.id, 10 * task.episode_steps)
-    _positive(size=size, episodes_per_batch=episodes_per_batch, max_episodes=max_episodes)
+    require_at_least_one("", size=size, episodes_per_batch=episodes_per_batch, max_episodes=max_episodes)
     min_reward = SOLVED_REWARD.get(env.id, -np.inf) if min_reward is None else min_reward
     simulator = SimulatorDynamics(env.id, **env.kwargs)
     planner = CEMPlanner.for_dynamics(task, simulator, cem or TABLE1_CEM.get(env.id), env.kwargs)
@@ -197,7 +191,7 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
     dataset = TransitionDataset.load(Path(run) / "dataset").head(state["dataset_rows"])
     env = dataset.env_id
     trials = trials or ON_POLICY_TRIALS.get(env, state["finished_trials"])
-    _positive(trials=trials)
+    require_at_least_one("", trials=trials)
     if trials > state["finished_trials"]:
         raise ObjmmError(
             f"the pets run {run} has {state['finished_trials']} trials, fewer than --trials {trials}; "

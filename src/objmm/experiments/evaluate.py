@@ -15,7 +15,7 @@ from typing import Literal
 
 from objmm import atomic
 from objmm.data import load_source
-from objmm.errors import ObjmmError
+from objmm.errors import ObjmmError, require_at_least_one
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import load_model
 
@@ -49,8 +49,7 @@ def evaluate(
         seed: the seed of the random batches and of generated datasets.
         out: where the table goes (JSON: one row per model, dataset and batch mode).
     """
-    if batch_size < 1:
-        raise ObjmmError(f"batch_size must be at least 1, got {batch_size}")
+    require_at_least_one("", batch_size=batch_size)
     if not datasets:
         raise ObjmmError("evaluate needs at least one dataset (--datasets '{name: source}')")
     rows, loaded = [], {}

@@ -28,7 +28,7 @@ import yaml
 from objmm import atomic
 from objmm.data import TransitionDataset
 from objmm.envs import get_task
-from objmm.errors import ObjmmError
+from objmm.errors import ObjmmError, require_at_least_one
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import plot_trials
 from objmm.progress import EpochProgress, episode_progress
@@ -67,12 +67,9 @@ class PETSSettings:
     cem: CEMConfig = field(default_factory=CEMConfig)
 
     def __post_init__(self):
-        if self.trials < 1:
-            raise ObjmmError(f"pets.trials must be at least 1, got {self.trials}")
-        if self.incremental_epochs < 1:
-            raise ObjmmError(f"pets.incremental_epochs must be at least 1, got {self.incremental_epochs}")
-        if self.episode_steps is not None and self.episode_steps < 1:
-            raise ObjmmError(f"pets.episode_steps must be at least 1, got {self.episode_steps}")
+        require_at_least_one(
+            "pets", trials=self.trials, incremental_epochs=self.incremental_epochs, episode_steps=self.episode_steps
+        )
 
 
 def load_state(run_dir: Path) -> dict:

@@ -17,7 +17,7 @@ from tensordict import TensorDictBase
 from torchrl.modules.planners import MPCPlannerBase
 
 from objmm.envs import Task
-from objmm.errors import ObjmmError
+from objmm.errors import ObjmmError, require_at_least_one
 from objmm.planning.model_env import Dynamics, ModelEnv
 
 
@@ -33,9 +33,9 @@ class CEMConfig:
     alpha: float = 0.1
 
     def __post_init__(self):
-        for name in ("horizon", "population", "elites", "iterations"):
-            if getattr(self, name) < 1:
-                raise ObjmmError(f"cem.{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(
+            "cem", horizon=self.horizon, population=self.population, elites=self.elites, iterations=self.iterations
+        )
         if self.elites > self.population:
             raise ObjmmError(f"cem.elites ({self.elites}) must not exceed cem.population ({self.population})")
         if not 0 <= self.alpha < 1:

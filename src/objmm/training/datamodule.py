@@ -18,7 +18,7 @@ from tensordict import TensorDict
 
 from objmm.data import TransitionDataset, load_source
 from objmm.envs import get_task
-from objmm.errors import ObjmmError
+from objmm.errors import ObjmmError, require_at_least_one
 from objmm.seeding import derive_seed
 
 
@@ -96,9 +96,7 @@ class TransitionDataModule(L.LightningDataModule):
         get_task(env_id)
         if not 0 < train_fraction < 1:
             raise ObjmmError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
-        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
-            if value < 1:
-                raise ObjmmError(f"data.{name} must be at least 1, got {value}")
+        require_at_least_one("data", batch_size=batch_size, val_batch_size=val_batch_size)
         self.env_id, self.train_source, self.val_sources = env_id, train, dict(val_sets or {})
         self.train_fraction, self.split, self.batch_size = train_fraction, split, batch_size
         self.val_batch_size, self.val_batches = val_batch_size, val_batches

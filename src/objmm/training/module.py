@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from tensordict import TensorDictBase
 
-from objmm.errors import ObjmmError
+from objmm.errors import ObjmmError, require_at_least_one
 from objmm.models import DynamicsModel
 from objmm.objectives import MSE, GaussianNLL, Objective
 from objmm.training.metrics import MetricsAccumulator, row_metrics
@@ -38,9 +38,7 @@ class DynamicsModule(L.LightningModule):
                 reward the controller plans for when this model is evaluated.
         """
         super().__init__()
-        for name, value in (("members", members), ("width", width), ("depth", depth)):
-            if value < 1:
-                raise ObjmmError(f"model.{name} must be at least 1, got {value}")
+        require_at_least_one("model", members=members, width=width, depth=depth)
         if not lr > 0:
             raise ObjmmError(f"model.lr must be positive, got {lr}")
         decays = weight_decay if isinstance(weight_decay, list) else [weight_decay] * (depth + 1)
