@@ -107,6 +107,8 @@ class PETSRun:
         self.logger = cli.trainer.logger
         self.module: DynamicsModule | None = None
         self.device = cli.trainer.strategy.root_device
+        #: the metric the progress lines and the figure show: NLL for probabilistic models, else MSE
+        self.loss = "nll" if self.template.model.probabilistic else "mse"
 
     # ----------------------------------------------------------------- pieces of a trial
     def new_module(self) -> DynamicsModule:
@@ -201,7 +203,7 @@ class PETSRun:
         extra = {name: self.datamodule.load(source, name) for name, source in self.datamodule.val_sources.items()}
         if self.logger:
             self.logger.log_hyperparams(self.cli.config.as_dict())
-        newest = dataset if not state["finished_trials"] else self.newest_episode(dataset)
+        newest = self.newest_episode(dataset)  # what a resumed run's last model has not seen
         for trial in range(state["finished_trials"], trials):
             start = time.perf_counter()
             # the trial's random state (model initialisation, then the planner's samples) from its own
@@ -249,8 +251,7 @@ class PETSRun:
         state["finished_trials"] = trial + 1
         state["dataset_rows"] = len(dataset)
         atomic.write_json(self.run_dir / STATE_FILE, state)
-        history = state["history"]
-        loss = "nll" if self.template.model.probabilistic else "mse"
+        history, loss = state["history"], self.loss
         figure = plot_trials(
             [h["trial"] for h in history],
             [h["reward/mean"] for h in history],
@@ -269,7 +270,7 @@ class PETSRun:
             )
 
     def describe(self, m: dict) -> str:
-        loss = "nll" if self.template.model.probabilistic else "mse"
+        loss = self.loss
         new = f"{m[f'new_data/{loss}']:.3f}" if f"new_data/{loss}" in m else "-"
         return (
             f"trial {m['trial'] + 1}/{self.settings.trials}: reward {m['reward/mean']:.1f}, {loss} on new data {new}, "
