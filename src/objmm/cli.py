@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 import lightning as L
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from objmm import interrupts
 from objmm.envs import EnvSpec
 from objmm.errors import ObjmmError
 from objmm.seeding import seed_of
@@ -61,10 +62,10 @@ def wandb_offline_logger() -> dict:
 
 
 class ObjmmCLI(LightningCLI):
-    """LightningCLI with objmm's shared sections; `section=(name, class)` adds an experiment's own."""
+    """LightningCLI with objmm's shared sections; `sections={name: class}` adds an experiment's own."""
 
-    def __init__(self, args=None, run: bool = True, section: tuple[str, type] | None = None, **kwargs):
-        self.section = section
+    def __init__(self, args=None, run: bool = True, sections: dict[str, type] | None = None, **kwargs):
+        self.sections = sections or {}
         kwargs.setdefault("trainer_defaults", {"logger": wandb_offline_logger()})
         super().__init__(DynamicsModule, TransitionDataModule, args=args, run=run, seed_everything_default=0, **kwargs)
 
@@ -85,9 +86,16 @@ class ObjmmCLI(LightningCLI):
         ):
             parser.link_arguments(source, target)
         parser.link_arguments("seed_everything", "data.seed", compute_fn=seed_of)
-        if self.section is not None:
-            name, settings = self.section
+        for name, settings in self.sections.items():
             parser.add_class_arguments(settings, name)
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        """Every trainer (fit's and each experiment's) stops on a Ctrl-C even if Python swallowed it."""
+        # callbacks given here replace the config's, as in LightningCLI; either way the check is added
+        given = kwargs["callbacks"] if "callbacks" in kwargs else self._get(self.config_init, "trainer")["callbacks"]
+        given = [] if given is None else given if isinstance(given, list) else [given]
+        kwargs["callbacks"] = [*given, interrupts.InterruptCheck()]
+        return super().instantiate_trainer(**kwargs)
 
 
 def check_wandb_login(logger) -> None:
@@ -193,10 +201,11 @@ def main(args: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     argv = sys.argv[1:] if args is None else list(args)
     try:
-        if argv and argv[0] in EXPERIMENTS:
-            importlib.import_module(EXPERIMENTS[argv[0]]).main(argv[1:])
-        else:
-            fit_cli(argv)
+        with interrupts.handled():
+            if argv and argv[0] in EXPERIMENTS:
+                importlib.import_module(EXPERIMENTS[argv[0]]).main(argv[1:])
+            else:
+                fit_cli(argv)
     except Exception as error:
         cause = objmm_cause(error)
         if cause is None:

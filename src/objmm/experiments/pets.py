@@ -301,7 +301,7 @@ def main(argv: list[str]) -> None:
     cli = ObjmmCLI(
         args=argv,
         run=False,
-        section=("pets", PETSSettings),
+        sections={"pets": PETSSettings},
         save_config_callback=None,
         parser_kwargs={"prog": "objmm pets", "description": __doc__.splitlines()[0]},
     )

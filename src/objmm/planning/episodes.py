@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from objmm import interrupts
 from objmm.envs import get_task, make_env
 from objmm.errors import ObjmmError
 
@@ -28,7 +29,7 @@ def collect_episodes(
     env_id: str,
     policy: Callable[[TensorDictBase], TensorDictBase],
     episodes: int,
-    seed: int = 0,
+    seed: int | list[int] = 0,
     steps: int | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int, np.ndarray], None] | None = None,
@@ -38,7 +39,8 @@ def collect_episodes(
 
     The env applies the policy's action as its actuator does (the MuJoCo control range); the
     planner bounds its own actions (`CEMPlanner.plan`). `progress(step, steps, returns_so_far)` is
-    called after every step.
+    called after every step. `seed` seeds episode i's start with `seed + i`, or with `seed[i]` when
+    it is a list (episodes that start alike in any batch).
     """
     task = get_task(env_id)
     steps = task.episode_steps if steps is None else steps
@@ -47,6 +49,8 @@ def collect_episodes(
     envs = gymnasium.vector.SyncVectorEnv([lambda: make_env(env_id, **env_kwargs) for _ in range(episodes)])
     if hasattr(policy, "reset"):
         policy.reset()
+    if isinstance(seed, list) and len(seed) != episodes:
+        raise ObjmmError(f"{len(seed)} episode seeds for {episodes} episodes")
     obs, _ = envs.reset(seed=seed)
     record = Episodes(
         returns=np.zeros(episodes),
@@ -61,6 +65,7 @@ def collect_episodes(
         obs, reward, _, _, _ = envs.step(action)
         record.next_obs[:, t] = obs
         record.returns += reward
+        interrupts.check()  # a Ctrl-C that Python swallowed (in a weakref callback) still stops here
         if progress is not None:
             progress(t + 1, steps, record.returns)
     envs.close()
