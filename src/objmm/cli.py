@@ -4,6 +4,7 @@
     objmm pets --config configs/pets_cartpole.yaml    # the PETS loop (experiments/pets.py)
     objmm data grid ...                               # the paper's datasets (experiments/datasets.py)
     objmm evaluate --models runs/pets/models ...      # saved models on datasets (experiments/evaluate.py)
+    objmm population --config configs/population/cartpole.yaml   # LL vs reward of many models (Fig. 3)
 
 Every command that trains models reads the same sections: `env` (id and settings, linked into
 the model and the data), `model` (`DynamicsModule`: the network and its objective by class path),
@@ -40,6 +41,7 @@ EXPERIMENTS = {
     "pets": "objmm.experiments.pets",
     "data": "objmm.experiments.datasets",
     "evaluate": "objmm.experiments.evaluate",
+    "population": "objmm.experiments.population",
 }
 
 

@@ -148,3 +148,46 @@ def trials_figure(
     if title:
         ax_reward.set_title(title, fontsize="medium")
     return fig
+
+
+def plot_population(*args, path: Path, **kwargs) -> Path:
+    """`population_figure(...)` saved to `path`."""
+    return save_figure_atomically(population_figure(*args, **kwargs), path)
+
+
+def population_figure(
+    rows: Sequence[dict],
+    datasets: Sequence[str],
+    estimators: Sequence[tuple[str, str]],
+    correlations: Sequence[dict],
+    title: str = "",
+):
+    """Fig. 3's layout: one panel per dataset (columns), the LL of every model against its mean
+    episode reward, with Pearson's and Spearman's rho and their intervals; one row of panels per LL
+    estimator (the first is Fig. 3's mean LL, the others Appendix C's medians over batches)."""
+    fig, axes = plt.subplots(
+        len(estimators), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(estimators)), squeeze=False
+    )
+    reward = np.array([row["reward/mean"] for row in rows], dtype=float)
+    for i, (metric, mode) in enumerate(estimators):
+        for j, name in enumerate(datasets):
+            ax = axes[i][j]
+            ll = np.array([row.get(f"{name}/{mode}/{metric}", np.nan) for row in rows], dtype=float)
+            ax.scatter(ll, reward, s=8, alpha=0.6)
+            found = {c["method"]: c for c in correlations if c["dataset"] == name and c["ll"] == f"{mode}/{metric}"}
+            text = "\n".join(f"{m}: {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in found.items())
+            ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize="x-small")
+            finite = ll[np.isfinite(ll)]
+            if len(finite) >= 4:  # keep the bulk in view: a diverged model's LL can be off by orders
+                low, high = np.percentile(finite, [1, 100])
+                ax.set_xlim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+            batches = "random batches" if mode == "random" else "trajectory batches"
+            where = "" if metric == "paper_ll" else f", {batches}"
+            ax.set_title(f"{name}{where}", fontsize="small")
+            ax.set_xlabel(METRIC_WORDS.get(metric, metric), fontsize="small")
+            if j == 0:
+                ax.set_ylabel("mean episode reward")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -49,6 +49,7 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("low", env.action_spec.space.low.clone())
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
+        self._row_generators: list[torch.Generator] | None = None
 
     @classmethod
     def for_dynamics(
@@ -66,6 +67,25 @@ class CEMPlanner(MPCPlannerBase):
     def reset(self) -> None:
         """Forget the warm start (call at the start of each batch of episodes)."""
         self._mean = None
+
+    def seed_rows(self, seeds: list[int]) -> None:
+        """Draw each row's candidates from a random stream of its own, seeded by `seeds[row]`, so a row
+        plans the same whatever other rows share its batch (a model evaluated in a stack of K plans
+        as it does alone). Without this, all rows draw from torch's global generator."""
+        device = self.low.device
+        self._row_generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
+
+    def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Truncated standard normal candidates' noise [N, P, H, A], within 2 standard deviations."""
+        if self._row_generators is None:
+            return torch.nn.init.trunc_normal_(torch.empty(shape, device=device), a=-2.0, b=2.0)
+        if len(self._row_generators) != shape[0]:
+            raise ObjmmError(f"the planner was seeded for {len(self._row_generators)} rows, not {shape[0]}")
+        rows = [
+            torch.nn.init.trunc_normal_(torch.empty(shape[1:], device=device), a=-2.0, b=2.0, generator=g)
+            for g in self._row_generators
+        ]
+        return torch.stack(rows)
 
     def planning(self, tensordict: TensorDictBase) -> torch.Tensor:
         obs = tensordict["observation"]
@@ -88,9 +108,7 @@ class CEMPlanner(MPCPlannerBase):
             # keep 2 standard deviations inside the action bounds (PETS)
             bound_var = torch.minimum((mean - low) / 2, (high - mean) / 2).square()
             std = torch.minimum(var, bound_var).sqrt()
-            noise = torch.nn.init.trunc_normal_(
-                torch.empty(n, cfg.population, *mean.shape[1:], device=obs.device), a=-2.0, b=2.0
-            )
+            noise = self._noise((n, cfg.population, *mean.shape[1:]), obs.device)
             candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise  # [N, P, H, A]
             returns = self.evaluate(obs, candidates)  # [N, P]
             top = returns.topk(cfg.elites, dim=1).indices

@@ -1,0 +1,423 @@
+"""`objmm population`: every saved model of a population in LL-reward space (the paper's Fig. 3, App. C).
+
+    objmm population --config configs/population/cartpole.yaml
+    objmm population --config configs/population/cartpole.yaml --population.ray.address auto
+
+For every saved model (the per-trial models of PETS runs, e.g. an `objmm pets-sweep` directory) it
+measures (a) the full NLL, the paper's LL, MSE and Appendix C's medians over batches on each named
+dataset, with random-row and with trajectory batches, and (b) the real reward of `episodes` CEM-MPC
+episodes planned with the model. Models go K at a time (`stack`) through one batched network
+(`models/stacked.py`): one planning step of the stack is one pass, and each model plans exactly as
+it would alone (its episodes' starts and its planner's samples have seeds of their own).
+
+`population.json` in `out` holds one row per model, rewritten atomically after every block of K
+models: a killed evaluation started again with the same settings goes on with the models not yet
+in it, none lost or evaluated twice. At the end: `correlations.json` (Pearson's and Spearman's rho
+of LL against reward per dataset and estimator, with bootstrap 95% intervals) and `fig3.png`, both
+also logged to W&B with the table. With `ray.address` set, blocks go to a Ray cluster's workers and
+their rows land in the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from objmm import atomic, interrupts
+from objmm.data import load_source
+from objmm.errors import ObjmmError, require_at_least_one
+from objmm.models import StackedDynamics
+from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
+from objmm.plots import plot_population
+from objmm.progress import episode_progress
+from objmm.seeding import derive_seed
+from objmm.stats import correlation
+from objmm.training.metrics import dataset_metrics
+from objmm.training.saved_models import load_model
+
+TABLE = "population.json"
+CORRELATIONS = "correlations.json"
+FIGURE = "fig3.png"
+#: the x axes of the figure: (metric, batch mode); the first is Fig. 3's, the others Appendix C's
+ESTIMATORS = (
+    ("paper_ll", "random"),
+    ("paper_ll_batch_median", "random"),
+    ("paper_ll_batch_median", "trajectory"),
+)
+#: the metrics of each dataset and batch mode that go into the table
+TABLE_METRICS = ("nll", "paper_ll", "mse", "nll_batch_median", "paper_ll_batch_median")
+
+
+@dataclass
+class RaySettings:
+    """Where the blocks of models go.
+
+    Args:
+        address: a Ray cluster (`auto`, `ray://HOST:10001`), or `local` for a Ray started here with
+            `num_cpus`; empty: everything runs in this process and Ray is not started.
+        num_cpus: CPUs of the Ray started by `address: local`.
+        cpus_per_block: CPUs a worker takes for one block (its torch threads).
+        gpus_per_block: GPUs a worker takes for one block (fractions share a GPU).
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    cpus_per_block: int = 1
+    gpus_per_block: float = 0.0
+
+
+@dataclass
+class PopulationSettings:
+    """The `population:` section.
+
+    Args:
+        models: saved models: files (`trial_NN.pt`) and folders searched for them (a PETS run, a
+            pets-sweep directory, a models folder).
+        datasets: name -> dataset source (a saved dataset, `grid`, `sampled:N`, ...), e.g. the paper's
+            expert, on-policy and grid sets.
+        batches: batch modes of the LL estimators: `random` rows of `batch_size`, one `trajectory` a batch.
+        batch_size: rows per random batch (64, PETS's default).
+        episodes: real episodes per model (the paper: 10).
+        stack: models per batched network (K): as many as fill the device.
+        episode_steps: steps per episode (default: the task's).
+        cem: the planner (Table 1: cartpole 25/400/40/5, half cheetah 30/500/50/5).
+        out: where the table, the correlations and the figure go.
+        bootstrap: resamples of the bootstrap intervals.
+        ray: Ray, for a population spread over a cluster.
+    """
+
+    models: list[str] = field(default_factory=list)
+    datasets: dict[str, str] = field(default_factory=dict)
+    batches: list[Literal["random", "trajectory"]] = field(default_factory=lambda: ["random", "trajectory"])
+    batch_size: int = 64
+    episodes: int = 10
+    stack: int = 10
+    episode_steps: int | None = None
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    out: str = "runs/population"
+    bootstrap: int = 2000
+    ray: RaySettings = field(default_factory=RaySettings)
+
+    def __post_init__(self):
+        require_at_least_one(
+            "population",
+            stack=self.stack,
+            episodes=self.episodes,
+            batch_size=self.batch_size,
+            episode_steps=self.episode_steps,
+            bootstrap=self.bootstrap,
+        )
+        if not self.models:
+            raise ObjmmError("population.models is empty; name saved models or the folders that hold them")
+        if not self.datasets:
+            raise ObjmmError("population.datasets is empty; name at least one dataset (name: source)")
+        if not self.batches:
+            raise ObjmmError("population.batches is empty; use random, trajectory or both")
+
+
+# ----------------------------------------------------------------------------- the models
+def find_models(entries: list[str]) -> list[Path]:
+    """Every saved model named by `entries` (files, or folders searched for `*.pt`), in order, once."""
+    found: dict[Path, None] = {}
+    for entry in map(Path, entries):
+        if entry.is_file():
+            files = [entry]
+        elif entry.is_dir():
+            files = sorted(entry.rglob("*.pt"))
+        else:
+            raise ObjmmError(f"population.models: {entry} does not exist")
+        if not files:
+            raise ObjmmError(f"population.models: {entry} holds no saved per-trial models (models/trial_NN.pt)")
+        found.update(dict.fromkeys(files))
+    return list(found)
+
+
+def model_type(hparams: dict) -> str:
+    """D, DE, P or PE (the paper's names)."""
+    return ("P" if hparams["probabilistic"] else "D") + ("E" if hparams["members"] > 1 else "")
+
+
+def describe_model(path: Path, env_id: str) -> dict:
+    """What the table says of a model before it is evaluated; a one-line error for a model of another env."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        hparams = payload["hparams"]
+    except Exception as error:
+        raise ObjmmError(f"{path} is not a readable objmm model ({type(error).__name__})") from None
+    if hparams["env_id"] != env_id:
+        raise ObjmmError(f"{path} is a model of {hparams['env_id']}, but the population's env.id is {env_id}")
+    run = path.parent.parent if path.parent.name == "models" else path.parent
+    seed = None
+    if (run / "pets_config.yaml").is_file():
+        import yaml
+
+        seed = yaml.safe_load((run / "pets_config.yaml").read_text()).get("seed_everything")
+    architecture = {k: hparams[k] for k in ("members", "width", "depth", "probabilistic")}
+    return {
+        "model": str(path),
+        "run": str(run),
+        "trial": payload.get("trial"),
+        "type": model_type(hparams),
+        "dataset_rows": payload.get("dataset_rows"),
+        "run_seed": seed,
+        "architecture": json.dumps(architecture, sort_keys=True),
+    }
+
+
+def blocks_of(described: list[dict], stack: int) -> list[list[dict]]:
+    """Models of one architecture, `stack` at a time (models of different architectures do not stack)."""
+    by_architecture: dict[str, list[dict]] = {}
+    for row in described:
+        by_architecture.setdefault(row["architecture"], []).append(row)
+    return [rows[i : i + stack] for rows in by_architecture.values() for i in range(0, len(rows), stack)]
+
+
+# ----------------------------------------------------------------------------- one block of K models
+@cache
+def _dataset(source: str, env_id: str, seed: int, env_kwargs: str):
+    return load_source(source, env_id, seed=seed, **json.loads(env_kwargs))
+
+
+def evaluate_block(
+    rows: list[dict], settings: dict, env: dict, seed: int, device: str, progress_prefix: str = ""
+) -> list[dict]:
+    """The table rows of one block of models: LL metrics on every dataset, then the real reward of
+    `episodes` episodes per model, all K models planned in one batched network. Plain data in and
+    out, so that a Ray worker can run it."""
+    modules = [load_model(Path(row["model"]), device)[0] for row in rows]
+    out = [dict(row) for row in rows]
+    for name, source in settings["datasets"].items():
+        data = _dataset(source, env["id"], seed, json.dumps(env["kwargs"] or {}, sort_keys=True))
+        for mode in settings["batches"]:
+            for row, module in zip(out, modules, strict=True):
+                metrics = dataset_metrics(
+                    module.model, data, module.objective, mode, settings["batch_size"], derive_seed(seed, "batches")
+                )
+                row.update({f"{name}/{mode}/{k}": metrics[k] for k in TABLE_METRICS if k in metrics})
+    rewards = block_rewards(modules, settings, env, seed, device, progress_prefix)
+    for row, returns in zip(out, rewards, strict=True):
+        row.update(
+            {"reward/mean": float(returns.mean()), "reward/std": float(returns.std()), "rewards": returns.tolist()}
+        )
+    return out
+
+
+def block_rewards(modules, settings: dict, env: dict, seed: int, device: str, prefix: str = "") -> np.ndarray:
+    """Real episode rewards [K, episodes]: K models x E episodes planned at once, one stack pass per
+    step. Episode e starts from the same state and its planner draws the same samples for every
+    model, in any stack (common random numbers: models differ only in themselves)."""
+    from objmm.envs import get_task
+
+    k, episodes = len(modules), settings["episodes"]
+    task = get_task(env["id"])
+    stacked = StackedDynamics([m.model for m in modules]).to(device)
+    planner = CEMPlanner.for_dynamics(task, stacked.predict_next, CEMConfig(**settings["cem"]), env["kwargs"], device)
+    planner.seed_rows([derive_seed(seed, "population-plan", e) for _ in range(k) for e in range(episodes)])
+    starts = [derive_seed(seed, "population-episode", e) for _ in range(k) for e in range(episodes)]
+    record = collect_episodes(
+        env["id"],
+        planner,
+        k * episodes,
+        seed=starts,
+        steps=settings["episode_steps"],
+        device=device,
+        progress=episode_progress(prefix) if prefix else None,
+        **(env["kwargs"] or {}),
+    )
+    return record.returns.reshape(k, episodes)
+
+
+# ----------------------------------------------------------------------------- the table
+class PopulationTable:
+    """`population.json`: the settings it was made with and one row per model, rewritten atomically."""
+
+    def __init__(self, out: Path, settings: dict):
+        self.path, self.settings = out / TABLE, settings
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                saved = json.loads(self.path.read_text())
+            except json.JSONDecodeError as error:
+                raise ObjmmError(f"{self.path} is damaged ({error}); move it away to start again") from None
+            if saved.get("settings") != settings:
+                raise ObjmmError(
+                    f"{self.path} was made with other settings; use another population.out "
+                    "(or the same settings to go on)"
+                )
+            self.rows = {row["model"]: row for row in saved["rows"]}
+
+    def add(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.rows[row["model"]] = row
+        atomic.write_json(self.path, {"settings": self.settings, "rows": list(self.rows.values())})
+
+
+def correlations(rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int) -> list[dict]:
+    """rho of each LL estimator against the mean reward, per dataset, Pearson and Spearman."""
+    reward = [row["reward/mean"] for row in rows]
+    out = []
+    for name in datasets:
+        for metric, mode in ESTIMATORS:
+            if mode not in batches:
+                continue
+            ll = [row.get(f"{name}/{mode}/{metric}", float("nan")) for row in rows]
+            for method in ("pearson", "spearman"):
+                c = correlation(ll, reward, method, resamples=resamples, seed=seed)
+                out.append({"dataset": name, "ll": f"{mode}/{metric}", **asdict(c)})
+    return out
+
+
+def describe_correlations(found: list[dict]) -> list[str]:
+    """One line per dataset and LL estimator: Pearson's rho [interval], Spearman's rho [interval]."""
+    pairs: dict[tuple[str, str], dict[str, dict]] = {}
+    for c in found:
+        pairs.setdefault((c["dataset"], c["ll"]), {})[c["method"]] = c
+    return [
+        f"{name}, LL {ll}: "
+        + ", ".join(f"{m} rho {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in by.items())
+        + f" (n {next(iter(by.values()))['n']})"
+        for (name, ll), by in pairs.items()
+    ]
+
+
+# ----------------------------------------------------------------------------- the command
+class PopulationRun:
+    def __init__(self, cli):
+        self.cli = cli
+        self.settings: PopulationSettings = cli.config_init.population
+        env = cli.config_init.env
+        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
+        self.seed = cli.datamodule.seed
+        self.device = str(cli.trainer.strategy.root_device)
+        self.logger = cli.trainer.logger
+        self.out = Path(self.settings.out)
+
+    def plain_settings(self) -> dict:
+        """What makes two evaluations the same (the table of one can go on as the other)."""
+        s = self.settings
+        return {
+            "env": self.env,
+            "seed": self.seed,
+            "datasets": dict(s.datasets),
+            "batches": list(s.batches),
+            "batch_size": s.batch_size,
+            "episodes": s.episodes,
+            "episode_steps": s.episode_steps,
+            "cem": asdict(s.cem),
+        }
+
+    def run(self) -> list[dict]:
+        s, settings = self.settings, self.plain_settings()
+        described = [describe_model(path, self.env["id"]) for path in find_models(s.models)]
+        for source in s.datasets.values():  # a wrong dataset fails now, before any row is written
+            _dataset(source, self.env["id"], self.seed, json.dumps(self.env["kwargs"], sort_keys=True))
+        self.out.mkdir(parents=True, exist_ok=True)
+        table = PopulationTable(self.out, settings)
+        todo = [row for row in described if row["model"] not in table.rows]
+        blocks = blocks_of(todo, s.stack)
+        print(
+            f"population: {len(described)} models ({len(table.rows)} already in {table.path}), "
+            f"{len(blocks)} blocks of up to {s.stack}, {s.episodes} episodes each, on {self.device}",
+            flush=True,
+        )
+        start = time.perf_counter()
+        if s.ray.address:
+            self.run_on_ray(blocks, settings, table, start)
+        else:
+            for i, block in enumerate(blocks):
+                prefix = f"  block {i + 1}/{len(blocks)} ({len(block)} models): episode "
+                table.add(evaluate_block(block, settings, self.env, self.seed, self.device, prefix))
+                self.report(table, len(described), block, start)
+        return self.finish(table)
+
+    def run_on_ray(self, blocks: list[list[dict]], settings: dict, table: PopulationTable, start: float) -> None:
+        import ray
+
+        r = self.settings.ray
+        if r.address == "local":
+            ray.init(num_cpus=r.num_cpus, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=r.address, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=r.cpus_per_block, num_gpus=r.gpus_per_block)(_ray_block)
+            pending = {
+                remote.remote(block, settings, self.env, self.seed, self.device, r.cpus_per_block): block
+                for block in blocks
+            }
+            total = len(table.rows) + sum(map(len, blocks))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                interrupts.check()
+                for ref in done:
+                    table.add(ray.get(ref))  # idempotent: a row is keyed by its model
+                    self.report(table, total, pending.pop(ref), start)
+        finally:
+            ray.shutdown()
+
+    def report(self, table: PopulationTable, total: int, block: list[dict], start: float) -> None:
+        done = [table.rows[row["model"]] for row in block]
+        mean = float(np.mean([row["reward/mean"] for row in done]))
+        print(
+            f"population: {len(table.rows)}/{total} models, last block's mean reward {mean:.1f}, "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+        if self.logger:
+            self.logger.log_metrics({"population/models": len(table.rows), "population/block_reward": mean})
+
+    def finish(self, table: PopulationTable) -> list[dict]:
+        s = self.settings
+        rows = list(table.rows.values())
+        found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed)
+        atomic.write_json(self.out / CORRELATIONS, {"models": len(rows), "correlations": found})
+        estimators = [e for e in ESTIMATORS if e[1] in s.batches]
+        figure = plot_population(
+            rows,
+            list(s.datasets),
+            estimators,
+            found,
+            path=self.out / FIGURE,
+            title=f"{len(rows)} models, {self.env['id']}",
+        )
+        for line in describe_correlations(found):
+            print(f"  {line}")
+        if self.logger:
+            import wandb
+
+            columns = sorted({k for row in rows for k in row if k != "rewards"})
+            self.logger.experiment.log(
+                {
+                    "population/table": wandb.Table(
+                        columns=columns, data=[[row.get(k) for k in columns] for row in rows]
+                    ),
+                    "population/fig3": wandb.Image(str(figure)),
+                    **{f"rho/{c['dataset']}/{c['ll']}/{c['method']}": c["rho"] for c in found},
+                }
+            )
+        print(f"population: {len(rows)} models -> {table.path}, {self.out / CORRELATIONS}, {figure}")
+        return rows
+
+
+def _ray_block(rows, settings, env, seed, device, threads):
+    torch.set_num_threads(max(1, int(threads)))
+    return evaluate_block(rows, settings, env, seed, device)
+
+
+def main(argv: list[str]) -> None:
+    from objmm.cli import ObjmmCLI
+
+    cli = ObjmmCLI(
+        args=argv,
+        run=False,
+        sections={"population": PopulationSettings},
+        save_config_callback=None,
+        parser_kwargs={"prog": "objmm population", "description": __doc__.splitlines()[0]},
+    )
+    PopulationRun(cli).run()

@@ -1,0 +1,181 @@
+"""The model population (Fig. 3): rho and its interval, K models stacked, the results table that
+survives a kill, Ray, and bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from objmm.cli import main
+from objmm.data import load_source
+from objmm.experiments.population import block_rewards
+from objmm.models import DynamicsModel, StackedDynamics
+from objmm.stats import correlation
+from objmm.training import DynamicsModule
+
+ROOT = Path(__file__).resolve().parents[1]
+CARTPOLE = "objmm/PETSCartpole-v0"
+POPULATION = ["population", "--config", str(ROOT / "configs" / "population" / "tiny.yaml")]
+#: Anscombe's first set: Pearson 0.816, Spearman 0.818 (Anscombe 1973)
+ANSCOMBE_X = [10, 8, 13, 9, 11, 14, 6, 4, 12, 7, 5]
+ANSCOMBE_Y = [8.04, 6.95, 7.58, 8.81, 8.33, 9.96, 7.24, 4.26, 10.84, 4.82, 5.68]
+
+
+def test_rho_and_its_interval_are_scipys():
+    pearson = correlation(ANSCOMBE_X, ANSCOMBE_Y, "pearson", resamples=500, seed=3)
+    spearman = correlation(ANSCOMBE_X, ANSCOMBE_Y, "spearman", resamples=500, seed=3)
+    assert pearson.rho == pytest.approx(0.81642, abs=1e-5) and spearman.rho == pytest.approx(0.81818, abs=1e-5)
+    for found, statistic in ((pearson, stats.pearsonr), (spearman, stats.spearmanr)):
+        reference = stats.bootstrap(
+            (np.array(ANSCOMBE_X, float), np.array(ANSCOMBE_Y)),
+            lambda x, y, f=statistic: f(x, y).statistic,
+            paired=True,
+            vectorized=False,
+            n_resamples=500,
+            method="percentile",
+            rng=np.random.default_rng(3),
+        ).confidence_interval
+        assert (found.low, found.high) == pytest.approx((reference.low, reference.high), abs=1e-12)
+        assert found.low < found.rho < found.high and found.n == 11
+    # a diverged model's NaN LL is left out, not allowed to make rho NaN
+    assert correlation([*ANSCOMBE_X, np.nan], [*ANSCOMBE_Y, 3.0], resamples=100).n == 11
+
+
+def trained_looking_models(count: int, members: int = 2, width: int = 16) -> list[DynamicsModel]:
+    models = []
+    for i in range(count):
+        torch.manual_seed(i)
+        model = DynamicsModel(CARTPOLE, members=members, width=width, depth=2)
+        model.fit_normaliser(torch.randn(64, 4) * (1 + i), torch.rand(64, 1) * 6 - 3)
+        models.append(model)
+    return models
+
+
+def test_a_stacked_model_predicts_what_it_predicts_alone():
+    models = trained_looking_models(3)
+    obs, action = torch.randn(3 * 300, 4), torch.rand(3 * 300, 1) * 6 - 3
+    stacked = StackedDynamics(models).predict_next(obs, action)
+    alone = torch.cat([m.predict_next(o, a) for m, o, a in zip(models, obs.split(300), action.split(300), strict=True)])
+    torch.testing.assert_close(stacked, alone, rtol=1e-6, atol=1e-6)
+    other = DynamicsModel(CARTPOLE, members=2, width=32, depth=2)
+    with pytest.raises(Exception, match="only models of one env and one architecture stack"):
+        StackedDynamics([models[0], other])
+
+
+def test_a_model_plans_the_same_episodes_in_a_stack_of_k_as_alone():
+    modules = []
+    for model in trained_looking_models(3):
+        module = DynamicsModule(CARTPOLE, members=2, width=16, depth=2)
+        module.model.load_state_dict(model.state_dict())
+        modules.append(module)
+    settings = {
+        "episodes": 2,
+        "episode_steps": 15,
+        "cem": {"horizon": 4, "population": 12, "elites": 3, "iterations": 2},
+    }
+    env = {"id": CARTPOLE, "kwargs": {}}
+    stacked = block_rewards(modules, settings, env, seed=5, device="cpu")
+    alone = np.concatenate([block_rewards([m], settings, env, seed=5, device="cpu") for m in modules])
+    np.testing.assert_allclose(stacked, alone, rtol=1e-9)
+    assert len(np.unique(stacked.round(6))) > 1  # the models (and episodes) do differ
+
+
+@pytest.fixture(scope="module")
+def pets_runs(tmp_path_factory) -> Path:
+    """A pets_tiny run (3 models) and the population table of its uninterrupted, in-process evaluation."""
+    where = tmp_path_factory.mktemp("population")
+    cwd = os.getcwd()
+    os.chdir(where)
+    try:
+        main(["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")])
+        main([*POPULATION, "--population.out", "reference"])
+    finally:
+        os.chdir(cwd)
+    return where
+
+
+def table(path: Path) -> dict[str, dict]:
+    rows = json.loads((path / "population.json").read_text())["rows"]
+    assert len({row["model"] for row in rows}) == len(rows)  # no model twice
+    return {row["model"]: row for row in rows}
+
+
+def same_numbers(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for model in a:
+        for key, value in a[model].items():
+            assert b[model][key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), key
+
+
+def test_the_population_table_figure_and_correlations(pets_runs):
+    rows = table(pets_runs / "reference")
+    assert len(rows) == 3 and {row["trial"] for row in rows.values()} == {0, 1, 2}
+    row = next(iter(rows.values()))
+    assert row["type"] == "PE" and row["run_seed"] == 0 and len(row["rewards"]) == 2
+    for key in ("grid/random/paper_ll", "grid/trajectory/paper_ll_batch_median", "random/random/nll"):
+        assert np.isfinite(row[key]), key
+    found = json.loads((pets_runs / "reference" / "correlations.json").read_text())["correlations"]
+    assert {(c["dataset"], c["ll"], c["method"]) for c in found} >= {
+        ("grid", "trajectory/paper_ll_batch_median", "spearman")
+    }
+    assert (pets_runs / "reference" / "fig3.png").stat().st_size > 10_000
+
+
+def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path):
+    """SIGKILL once the first block's rows are written (K = 1: three blocks), then the same command."""
+    work = tmp_path / "work"
+    shutil.copytree(pets_runs / "runs", work / "runs")
+    args = [*POPULATION, "--population.stack", "1", "--population.out", "killed"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from objmm.cli import main; main()", *args],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    deadline = time.monotonic() + 120
+    while not (work / "killed" / "population.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 1 <= len(table(work / "killed")) <= 3
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        main(args)
+    finally:
+        os.chdir(cwd)
+    # K = 1 after a kill gives the numbers of K = 2 uninterrupted: a model plans alone as in a stack
+    same_numbers(table(pets_runs / "reference"), table(work / "killed"))
+
+
+def test_the_ray_path_writes_the_same_table(pets_runs, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(pets_runs)
+    out = tmp_path / "on_ray"
+    main([*POPULATION, "--population.out", str(out), "--population.ray.address", "local",
+          "--population.ray.num_cpus", "2"])  # fmt: skip
+    same_numbers(table(pets_runs / "reference"), table(out))
+
+
+def test_bad_population_input_is_one_line_and_writes_no_row(pets_runs, tmp_path, monkeypatch, error_of):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty_run").mkdir()
+    message = error_of(*POPULATION, "--population.models", "[empty_run]")
+    assert message == "objmm: error: population.models: empty_run holds no saved per-trial models (models/trial_NN.pt)"
+    load_source("random:1x5", "objmm/PETSHalfCheetah-v0").save(tmp_path / "cheetah")
+    models = str(pets_runs / "runs" / "pets_tiny")
+    message = error_of(*POPULATION, "--population.models", f"[{models}]", "--population.datasets", "{hc: cheetah}")
+    assert message.startswith("objmm: error: dataset 'cheetah' was made for objmm/PETSHalfCheetah-v0"), message
+    message = error_of(*POPULATION, "--population.models", f"[{models}]", "--population.stack", "0")
+    assert "population.stack" in message and "at least 1" in message and len(message.splitlines()) == 1, message
+    assert not (tmp_path / "runs" / "population_tiny" / "population.json").exists()
