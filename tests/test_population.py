@@ -179,3 +179,66 @@ def test_bad_population_input_is_one_line_and_writes_no_row(pets_runs, tmp_path,
     message = error_of(*POPULATION, "--population.models", f"[{models}]", "--population.stack", "0")
     assert "population.stack" in message and "at least 1" in message and len(message.splitlines()) == 1, message
     assert not (tmp_path / "runs" / "population_tiny" / "population.json").exists()
+
+
+SWEEP = ["pets-sweep", "--config", str(ROOT / "configs" / "population" / "tiny_runs.yaml")]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """The tiny sweep (D and PE, seeds 0 and 1), run in-process."""
+    where = tmp_path_factory.mktemp("sweep")
+    cwd = os.getcwd()
+    os.chdir(where)
+    try:
+        main(SWEEP)
+    finally:
+        os.chdir(cwd)
+    return where
+
+
+def histories(out: Path) -> dict[str, list[dict]]:
+    """Every run's per-trial metrics, less the wall times."""
+    return {
+        run.name: [
+            {k: v for k, v in h.items() if k != "seconds"}
+            for h in json.loads((run / "state.json").read_text())["history"]
+        ]
+        for run in sorted(out.iterdir())
+        if (run / "state.json").exists()
+    }
+
+
+def test_a_sweep_runs_every_seed_and_type_once_and_feeds_the_population(sweep, in_tmp, capsys):
+    shutil.copytree(sweep / "runs", in_tmp / "runs")
+    index = json.loads((in_tmp / "runs" / "sweep_tiny" / "index.json").read_text())["runs"]
+    assert [e["run"] for e in index] == ["D_s0", "D_s1", "PE_s0", "PE_s1"]
+    assert all(e["finished_trials"] == 2 and len(e["models"]) == 2 for e in index)
+    datasets = [torch.load(Path(e["models"][1]), weights_only=False)["dataset_rows"] for e in index]
+    assert datasets == [90, 90, 90, 90]  # 2 x 30 random rows, then one 30-step episode
+    first = {e["run"]: (in_tmp / e["run_dir"] / "state.json").read_text() for e in index}
+    assert first["D_s0"] != first["D_s1"]  # the seeds differ
+    capsys.readouterr()
+    main(SWEEP)  # the same command again: nothing to do, nothing redone
+    assert "trial 1/2" not in capsys.readouterr().out
+    assert {e["run"]: (in_tmp / e["run_dir"] / "state.json").read_text() for e in index} == first
+    main([*SWEEP, "--pets.trials", "3", "--sweep.seeds", "[1]", "--sweep.models", "{PE: " + json.dumps(
+        {"members": 2, "width": 16, "depth": 1, "probabilistic": True, "lr": 0.003}) + "}"])  # fmt: skip
+    state = json.loads((in_tmp / "runs" / "sweep_tiny" / "PE_s1" / "state.json").read_text())
+    assert state["finished_trials"] == 3  # resumed, not restarted: its first two trials are the same
+    assert json.dumps(state["history"][:2]) == json.dumps(json.loads(first["PE_s1"])["history"])
+    main([*POPULATION, "--population.models", "[runs/sweep_tiny]", "--population.stack", "4",
+          "--population.out", "population"])  # fmt: skip
+    rows = table(in_tmp / "population")
+    assert sorted(row["type"] for row in rows.values()) == ["D"] * 4 + ["PE"] * 5  # D and PE never share a stack
+    assert {row["run_seed"] for row in rows.values()} == {0, 1}
+
+
+@pytest.mark.slow  # about a minute: four PETS runs one after another in Ray workers
+def test_a_sweep_on_ray_makes_the_same_runs(sweep, in_tmp):
+    pytest.importorskip("ray")
+    # 2 threads per task, as this process has: the same arithmetic, so the same runs to the bit
+    main([*SWEEP, "--sweep.out", "on_ray", "--sweep.ray.address", "local", "--sweep.ray.num_cpus", "2",
+          "--sweep.ray.cpus_per_task", "2"])  # fmt: skip
+    assert histories(in_tmp / "on_ray") == histories(sweep / "runs" / "sweep_tiny")
+    assert len(json.loads((in_tmp / "on_ray" / "index.json").read_text())["runs"]) == 4

@@ -4,6 +4,7 @@
     objmm pets --config configs/pets_cartpole.yaml    # the PETS loop (experiments/pets.py)
     objmm data grid ...                               # the paper's datasets (experiments/datasets.py)
     objmm evaluate --models runs/pets/models ...      # saved models on datasets (experiments/evaluate.py)
+    objmm pets-sweep --config configs/population/cartpole_runs.yaml   # many PETS runs: a population
     objmm population --config configs/population/cartpole.yaml   # LL vs reward of many models (Fig. 3)
 
 Every command that trains models reads the same sections: `env` (id and settings, linked into
@@ -42,6 +43,7 @@ EXPERIMENTS = {
     "data": "objmm.experiments.datasets",
     "evaluate": "objmm.experiments.evaluate",
     "population": "objmm.experiments.population",
+    "pets-sweep": "objmm.experiments.pets_sweep",
 }
 
 
@@ -212,14 +214,14 @@ def main(args: list[str] | None = None) -> None:
         cause = objmm_cause(error)
         if cause is None:
             raise
-        _finish_wandb(exit_code=2)
+        finish_wandb(exit_code=2)
         print(f"objmm: error: {cause}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as interrupt:
-        _finish_wandb(exit_code=130)
+        finish_wandb(exit_code=130)
         print(f"objmm: interrupted; {interrupt}" if str(interrupt) else "objmm: interrupted", file=sys.stderr)
         sys.exit(130)
-    _finish_wandb(exit_code=0)
+    finish_wandb(exit_code=0)
 
 
 def objmm_cause(error: BaseException) -> ObjmmError | None:
@@ -234,7 +236,7 @@ def objmm_cause(error: BaseException) -> ObjmmError | None:
     return None
 
 
-def _finish_wandb(exit_code: int) -> None:
+def finish_wandb(exit_code: int) -> None:
     """Close the W&B run so its offline files are complete when objmm returns (also when called in-process)."""
     import wandb
 

@@ -30,9 +30,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from objmm import atomic, interrupts
+from objmm import atomic
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
+from objmm.experiments.ray_cluster import RaySettings, run_tasks
 from objmm.models import StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import plot_population
@@ -41,6 +42,7 @@ from objmm.seeding import derive_seed
 from objmm.stats import correlation
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import load_model
+from objmm.training.trainer import quiet_lightning
 
 TABLE = "population.json"
 CORRELATIONS = "correlations.json"
@@ -53,24 +55,6 @@ ESTIMATORS = (
 )
 #: the metrics of each dataset and batch mode that go into the table
 TABLE_METRICS = ("nll", "paper_ll", "mse", "nll_batch_median", "paper_ll_batch_median")
-
-
-@dataclass
-class RaySettings:
-    """Where the blocks of models go.
-
-    Args:
-        address: a Ray cluster (`auto`, `ray://HOST:10001`), or `local` for a Ray started here with
-            `num_cpus`; empty: everything runs in this process and Ray is not started.
-        num_cpus: CPUs of the Ray started by `address: local`.
-        cpus_per_block: CPUs a worker takes for one block (its torch threads).
-        gpus_per_block: GPUs a worker takes for one block (fractions share a GPU).
-    """
-
-    address: str | None = None
-    num_cpus: int | None = None
-    cpus_per_block: int = 1
-    gpus_per_block: float = 0.0
 
 
 @dataclass
@@ -338,28 +322,14 @@ class PopulationRun:
         return self.finish(table)
 
     def run_on_ray(self, blocks: list[list[dict]], settings: dict, table: PopulationTable, start: float) -> None:
-        import ray
+        total = len(table.rows) + sum(map(len, blocks))
 
-        r = self.settings.ray
-        if r.address == "local":
-            ray.init(num_cpus=r.num_cpus, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=r.address, log_to_driver=False)
-        try:
-            remote = ray.remote(num_cpus=r.cpus_per_block, num_gpus=r.gpus_per_block)(_ray_block)
-            pending = {
-                remote.remote(block, settings, self.env, self.seed, self.device, r.cpus_per_block): block
-                for block in blocks
-            }
-            total = len(table.rows) + sum(map(len, blocks))
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                interrupts.check()
-                for ref in done:
-                    table.add(ray.get(ref))  # idempotent: a row is keyed by its model
-                    self.report(table, total, pending.pop(ref), start)
-        finally:
-            ray.shutdown()
+        def land(args: tuple, rows: list[dict]) -> None:
+            table.add(rows)  # idempotent: a row is keyed by its model
+            self.report(table, total, args[0], start)
+
+        arguments = [(block, settings, self.env, self.seed, self.device) for block in blocks]
+        run_tasks(self.settings.ray, evaluate_block, arguments, land)
 
     def report(self, table: PopulationTable, total: int, block: list[dict], start: float) -> None:
         done = [table.rows[row["model"]] for row in block]
@@ -405,14 +375,10 @@ class PopulationRun:
         return rows
 
 
-def _ray_block(rows, settings, env, seed, device, threads):
-    torch.set_num_threads(max(1, int(threads)))
-    return evaluate_block(rows, settings, env, seed, device)
-
-
 def main(argv: list[str]) -> None:
     from objmm.cli import ObjmmCLI
 
+    quiet_lightning()
     cli = ObjmmCLI(
         args=argv,
         run=False,
