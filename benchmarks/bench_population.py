@@ -3,7 +3,7 @@ against larger K, beside the FLOP floor.
 
     python benchmarks/bench_population.py [--stacks 1 2 4 8] [--episodes 1] [--device cpu]
 
-Each K plans K models x E episodes in one call (`StackedDynamics` + a row-seeded `CEMPlanner`, as
+Each K plans K models x E episodes in one call (`StackedDynamics` + a `CEMPlanner` with common noise, as
 `objmm population` does); the time per model-step (call time / (K x E)) is what a population costs.
 Table 1's planner (25 / 400 / 40 / 5) and, by default, the objmm CPU-scale PE network (5 x 200 x 2;
 `--width 500 --depth 3` is the paper's). On a CPU the target is no loss from stacking (the step is
@@ -31,7 +31,7 @@ FIG3_MODEL_STEPS = 1000 * 10 * 200
 def planner_for(models: list[DynamicsModel], episodes: int, cfg: CEMConfig, device: str) -> CEMPlanner:
     stacked = StackedDynamics(models).to(device)
     planner = CEMPlanner.for_dynamics(models[0].task, stacked.predict_next, cfg, device=device)
-    planner.seed_rows(list(range(len(models) * episodes)))
+    planner.common_noise(0, blocks=len(models))
     return planner
 
 

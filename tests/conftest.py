@@ -34,3 +34,21 @@ def error_of(capsys):
         return capsys.readouterr().err.strip()
 
     return run
+
+
+@pytest.fixture(scope="session")
+def objmm_in():
+    """`objmm_in(directory, args, ...)`: run objmm commands in-process inside `directory` (for
+    module-scoped reference runs, which cannot use the function-scoped `in_tmp`)."""
+    from objmm.cli import main
+
+    def run(directory, *commands: list[str]) -> None:
+        cwd = os.getcwd()
+        os.chdir(directory)
+        try:
+            for args in commands:
+                main(args)
+        finally:
+            os.chdir(cwd)
+
+    return run

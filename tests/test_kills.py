@@ -31,17 +31,15 @@ def killed(args: list[str], seconds: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory) -> Path:
+def references(tmp_path_factory, objmm_in) -> Path:
     """The runs that were never killed, made once for every kill point."""
     where = tmp_path_factory.mktemp("references")
-    cwd = os.getcwd()
-    os.chdir(where)
-    try:
-        main([*PETS, "--pets.run_dir", "reference"])
-        main([*FIT, "--trainer.logger.init_args.project", "reference"])
-        main([*DATA, "--out", "data_reference"])
-    finally:
-        os.chdir(cwd)
+    objmm_in(
+        where,
+        [*PETS, "--pets.run_dir", "reference"],
+        [*FIT, "--trainer.logger.init_args.project", "reference"],
+        [*DATA, "--out", "data_reference"],
+    )
     return where
 
 

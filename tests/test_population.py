@@ -90,16 +90,14 @@ def test_a_model_plans_the_same_episodes_in_a_stack_of_k_as_alone():
 
 
 @pytest.fixture(scope="module")
-def pets_runs(tmp_path_factory) -> Path:
+def pets_runs(tmp_path_factory, objmm_in) -> Path:
     """A pets_tiny run (3 models) and the population table of its uninterrupted, in-process evaluation."""
     where = tmp_path_factory.mktemp("population")
-    cwd = os.getcwd()
-    os.chdir(where)
-    try:
-        main(["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")])
-        main([*POPULATION, "--population.out", "reference"])
-    finally:
-        os.chdir(cwd)
+    objmm_in(
+        where,
+        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")],
+        [*POPULATION, "--population.out", "reference"],
+    )
     return where
 
 
@@ -130,7 +128,7 @@ def test_the_population_table_figure_and_correlations(pets_runs):
     assert (pets_runs / "reference" / "fig3.png").stat().st_size > 10_000
 
 
-def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path):
+def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path, objmm_in):
     """SIGKILL once the first block's rows are written (K = 1: three blocks), then the same command."""
     work = tmp_path / "work"
     shutil.copytree(pets_runs / "runs", work / "runs")
@@ -148,12 +146,7 @@ def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, t
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert 1 <= len(table(work / "killed")) <= 3
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        main(args)
-    finally:
-        os.chdir(cwd)
+    objmm_in(work, args)
     # K = 1 after a kill gives the numbers of K = 2 uninterrupted: a model plans alone as in a stack
     same_numbers(table(pets_runs / "reference"), table(work / "killed"))
 
@@ -185,15 +178,10 @@ SWEEP = ["pets-sweep", "--config", str(ROOT / "configs" / "population" / "tiny_r
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> Path:
+def sweep(tmp_path_factory, objmm_in) -> Path:
     """The tiny sweep (D and PE, seeds 0 and 1), run in-process."""
     where = tmp_path_factory.mktemp("sweep")
-    cwd = os.getcwd()
-    os.chdir(where)
-    try:
-        main(SWEEP)
-    finally:
-        os.chdir(cwd)
+    objmm_in(where, SWEEP)
     return where
 
 
@@ -242,3 +230,27 @@ def test_a_sweep_on_ray_makes_the_same_runs(sweep, in_tmp):
           "--sweep.ray.cpus_per_task", "2"])  # fmt: skip
     assert histories(in_tmp / "on_ray") == histories(sweep / "runs" / "sweep_tiny")
     assert len(json.loads((in_tmp / "on_ray" / "index.json").read_text())["runs"]) == 4
+
+
+STUDY = ["fit-sweep", "--config", str(ROOT / "configs" / "population" / "tiny_training_study.yaml")]
+
+
+def test_the_training_study_marks_best_epochs_and_resumes_a_run_from_its_checkpoint(in_tmp):
+    main(STUDY)
+    out = in_tmp / "runs" / "study_tiny"
+    summary = json.loads((out / "training_study.json").read_text())
+    assert set(summary) == {"D", "PE"} and summary["PE"]["runs"] == 2
+    assert "best_val_mse_epoch" in summary["D"] and "best_val_nll_epoch" in summary["PE"]
+    history = json.loads((out / "PE_s1" / "history.json").read_text())
+    assert [m["epoch"] for m in history["metrics"]] == [0, 1, 2] and [r["epoch"] for r in history["reward"]] == [
+        0,
+        1,
+        2,
+    ]
+    assert {"val/nll", "random/nll", "random/paper_ll"} <= set(history["metrics"][0])
+    assert (out / "training_study.png").stat().st_size > 10_000
+    # a run killed after its last checkpoint but before its history: resumed from the checkpoint,
+    # its history (kept in the checkpoint) comes back whole
+    (out / "PE_s1" / "history.json").unlink()
+    main(STUDY)
+    assert json.loads((out / "PE_s1" / "history.json").read_text()) == history

@@ -48,6 +48,10 @@ def command_of(config: Path) -> list[str]:
         return ["pets", "--config", str(config.parents[1] / "pets_tiny.yaml"), "--model", str(config)]
     if config.parent.name == "data":
         return ["data", "expert", "--config", str(config)]
+    if config.parent.name == "population":
+        command = "pets-sweep" if config.stem.endswith("_runs") else "population"
+        command = "fit-sweep" if config.stem.endswith("_training_study") else command
+        return [command, "--config", str(config)]
     return ["pets" if config.name.startswith("pets_") else "fit", "--config", str(config)]
 
 
@@ -85,7 +89,11 @@ def test_print_config_round_trips(command, in_tmp, capsys):
         assert list(Path("runs").glob("wandb/offline-run-*/files/reward_vs_nll.png"))
 
 
-@pytest.mark.parametrize("command", [["fit"], ["pets"], ["data", "grid"], ["data", "on-policy"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [["fit"], ["pets"], ["pets-sweep"], ["population"], ["fit-sweep"], ["data", "grid"], ["data", "on-policy"]],
+    ids=" ".join,
+)
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

@@ -6,6 +6,7 @@
     objmm evaluate --models runs/pets/models ...      # saved models on datasets (experiments/evaluate.py)
     objmm pets-sweep --config configs/population/cartpole_runs.yaml   # many PETS runs: a population
     objmm population --config configs/population/cartpole.yaml   # LL vs reward of many models (Fig. 3)
+    objmm fit-sweep --config configs/population/cartpole_training_study.yaml   # M fits per model type (Fig. 4-5)
 
 Every command that trains models reads the same sections: `env` (id and settings, linked into
 the model and the data), `model` (`DynamicsModule`: the network and its objective by class path),
@@ -44,6 +45,7 @@ EXPERIMENTS = {
     "evaluate": "objmm.experiments.evaluate",
     "population": "objmm.experiments.population",
     "pets-sweep": "objmm.experiments.pets_sweep",
+    "fit-sweep": "objmm.experiments.fit_sweep",
 }
 
 

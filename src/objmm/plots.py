@@ -191,3 +191,40 @@ def population_figure(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_training_study(*args, path: Path, **kwargs) -> Path:
+    """`training_study_figure(...)` saved to `path`."""
+    return save_figure_atomically(training_study_figure(*args, **kwargs), path)
+
+
+def training_study_figure(studied: dict, sets: Sequence[str], summary: dict):
+    """Fig. 4-5's layout: one column per model type; on top the mean episode reward over its runs
+    (the band: their range), below each validation set's loss (NLL, MSE for deterministic types),
+    mean over the runs; the epoch of best mean reward (dashed) and of best mean `val` loss (dotted)."""
+    kinds = list(studied)
+    fig, axes = plt.subplots(2, len(kinds), figsize=(4.2 * len(kinds), 6.4), squeeze=False, sharex="col")
+    for j, kind in enumerate(kinds):
+        c, s = studied[kind], summary[kind]
+        loss = c["loss"]
+        top, bottom = axes[0][j], axes[1][j]
+        rewards = c["rewards"]
+        top.plot(c["reward_epochs"], np.nanmean(rewards, 0), "o-", color="tab:green", markersize=3)
+        top.fill_between(c["reward_epochs"], np.nanmin(rewards, 0), np.nanmax(rewards, 0), color="tab:green", alpha=0.2)
+        top.set_title(f"{kind} ({s['runs']} runs)")
+        for name in sets:
+            bottom.plot(c["epochs"], np.nanmean(c["losses"][name], 0), label=name)
+        series = [np.nanmean(c["losses"][name], 0) for name in sets]
+        clip_outliers(bottom, c["epochs"], *series)
+        for ax in (top, bottom):
+            ax.axvline(s["best_reward_epoch"], color="tab:green", linestyle="--", linewidth=1)
+            ax.axvline(s[f"best_val_{loss}_epoch"], color="tab:blue", linestyle=":", linewidth=1.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.set_xlabel("epoch")
+        bottom.set_ylabel(f"{METRIC_WORDS.get(loss, loss)} (mean over runs)")
+        bottom.legend(fontsize="x-small")
+        if j == 0:
+            top.set_ylabel("episode reward (mean over runs)")
+    fig.suptitle("reward and validation loss per epoch; dashed: best mean reward, dotted: best mean val loss")
+    fig.tight_layout()
+    return fig

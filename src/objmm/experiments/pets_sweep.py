@@ -15,70 +15,19 @@ takes the sweep directory as its `models`. Each run is a W&B run of its own, gro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from objmm import atomic
-from objmm.errors import ObjmmError
 from objmm.experiments import pets
-from objmm.experiments.ray_cluster import RaySettings, run_tasks
+from objmm.experiments.ray_cluster import run_tasks
+from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_configs, write_config
 from objmm.training.trainer import quiet_lightning
 
-INDEX = "index.json"
 
-
-@dataclass
-class SweepSettings:
-    """The `sweep:` section.
-
-    Args:
-        seeds: one run per seed (its `seed_everything`).
-        models: model type -> its model section, a file (`{D: configs/models/d.yaml}`, relative to where
-            objmm runs, as `--model` is) or written out (`{D: {members: 1, probabilistic: false}}`);
-            empty: the config's own `model`, one type, named by what it is (D, DE, P or PE).
-        out: the sweep directory: one run directory per type and seed, `configs/`, and `index.json`.
-        ray: with an address, each run is a Ray task (`cpus_per_task` threads each).
-    """
-
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    models: dict[str, str | dict] = field(default_factory=dict)
-    out: str = "runs/pets_sweep"
-    ray: RaySettings = field(default_factory=RaySettings)
-
-    def __post_init__(self):
-        if not self.seeds:
-            raise ObjmmError("sweep.seeds is empty; give at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ObjmmError(f"sweep.seeds repeats a seed: {self.seeds}")
-        for name, path in self.models.items():
-            if isinstance(path, str) and not Path(path).is_file():
-                raise ObjmmError(f"sweep.models.{name}: no model section file at {path}")
-
-
-def model_type(model: dict) -> str:
-    return ("P" if model.get("probabilistic", True) else "D") + ("E" if model.get("members", 5) > 1 else "")
-
-
-def run_configs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
-    """(run name, its full pets config) for every type and seed."""
-    types = {
-        name: yaml.safe_load(Path(model).read_text()) if isinstance(model, str) else dict(model)
-        for name, model in sweep.models.items()
-    }
-    types = types or {model_type(base["model"]): base["model"]}
-    runs = []
-    for name, model in types.items():
-        for seed in sweep.seeds:
-            run = f"{name}_s{seed}"
-            config = {**base, "seed_everything": seed, "model": model}
-            config["pets"] = {**base["pets"], "run_dir": str(Path(sweep.out) / run)}
-            logger = config["trainer"].get("logger")
-            if isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
-                init = {**logger["init_args"], "name": run, "group": Path(sweep.out).name}
-                config["trainer"] = {**config["trainer"], "logger": {**logger, "init_args": init}}
-            runs.append((run, config))
+def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
+    """Every run's pets config: the sweep's run configs, each in its own run directory."""
+    runs = run_configs(base, sweep)
+    for name, config in runs:
+        config["pets"] = {**config["pets"], "run_dir": str(Path(sweep.out) / name)}
     return runs
 
 
@@ -114,25 +63,20 @@ def main(argv: list[str]) -> None:
         parser_kwargs={"prog": "objmm pets-sweep", "description": __doc__.splitlines()[0]},
     )
     sweep: SweepSettings = cli.config_init.sweep
-    base = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
-    base.pop("sweep")
     out = Path(sweep.out)
-    runs = run_configs(base, sweep)
-    index_path, index = out / INDEX, {}
-    if index_path.exists():
-        index = {entry["run"]: entry for entry in json.loads(index_path.read_text())["runs"]}
-    arguments = []
-    for name, config in runs:
-        path = atomic.write_text(out / "configs" / f"{name}.yaml", yaml.safe_dump(config, sort_keys=False))
-        arguments.append((name, str(path), config["pets"]["run_dir"], config["pets"]["trials"]))
+    runs = pets_runs(parsed_config(cli), sweep)
+    index = SweepIndex(out, [name for name, _ in runs])
+    arguments = [
+        (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"])
+        for name, config in runs
+    ]
 
     def land(args: tuple, entry: dict) -> None:
-        index[entry["run"]] = entry
-        atomic.write_json(index_path, {"runs": [index[n] for n, _ in runs if n in index]})
-        models = sum(len(e["models"]) for e in index.values())
+        index.add(entry)
+        models = sum(len(e["models"]) for e in index.entries.values())
         print(
             f"pets-sweep: run {entry['run']} has {entry['finished_trials']} trials (best reward "
-            f"{entry['best_reward']:.1f}); {len(index)}/{len(runs)} runs, {models} models in {index_path}",
+            f"{entry['best_reward']:.1f}); {len(index.entries)}/{len(runs)} runs, {models} models in {index.path}",
             flush=True,
         )
 

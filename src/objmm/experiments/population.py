@@ -8,7 +8,7 @@ measures (a) the full NLL, the paper's LL, MSE and Appendix C's medians over bat
 dataset, with random-row and with trajectory batches, and (b) the real reward of `episodes` CEM-MPC
 episodes planned with the model. Models go K at a time (`stack`) through one batched network
 (`models/stacked.py`): one planning step of the stack is one pass, and each model plans exactly as
-it would alone (its episodes' starts and its planner's samples have seeds of their own).
+it would alone (its episodes' starts and its planner's samples do not depend on the stack).
 
 `population.json` in `out` holds one row per model, rewritten atomically after every block of K
 models: a killed evaluation started again with the same settings goes on with the models not yet
@@ -196,14 +196,15 @@ def evaluate_block(
 def block_rewards(modules, settings: dict, env: dict, seed: int, device: str, prefix: str = "") -> np.ndarray:
     """Real episode rewards [K, episodes]: K models x E episodes planned at once, one stack pass per
     step. Episode e starts from the same state and its planner draws the same samples for every
-    model, in any stack (common random numbers: models differ only in themselves)."""
+    model, in any stack (common random numbers: models differ only in themselves), so a model's
+    rewards do not depend on K or on the models beside it."""
     from objmm.envs import get_task
 
     k, episodes = len(modules), settings["episodes"]
     task = get_task(env["id"])
     stacked = StackedDynamics([m.model for m in modules]).to(device)
     planner = CEMPlanner.for_dynamics(task, stacked.predict_next, CEMConfig(**settings["cem"]), env["kwargs"], device)
-    planner.seed_rows([derive_seed(seed, "population-plan", e) for _ in range(k) for e in range(episodes)])
+    planner.common_noise(derive_seed(seed, "population-plan"), blocks=k)
     starts = [derive_seed(seed, "population-episode", e) for _ in range(k) for e in range(episodes)]
     record = collect_episodes(
         env["id"],
@@ -386,4 +387,8 @@ def main(argv: list[str]) -> None:
         save_config_callback=None,
         parser_kwargs={"prog": "objmm population", "description": __doc__.splitlines()[0]},
     )
-    PopulationRun(cli).run()
+    run = PopulationRun(cli)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the same objmm population command goes on from {run.out / TABLE}") from None

@@ -49,7 +49,8 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("low", env.action_spec.space.low.clone())
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
-        self._row_generators: list[torch.Generator] | None = None
+        self._noise_generator: torch.Generator | None = None
+        self._noise_blocks = 1
 
     @classmethod
     def for_dynamics(
@@ -68,24 +69,26 @@ class CEMPlanner(MPCPlannerBase):
         """Forget the warm start (call at the start of each batch of episodes)."""
         self._mean = None
 
-    def seed_rows(self, seeds: list[int]) -> None:
-        """Draw each row's candidates from a random stream of its own, seeded by `seeds[row]`, so a row
-        plans the same whatever other rows share its batch (a model evaluated in a stack of K plans
-        as it does alone). Without this, all rows draw from torch's global generator."""
-        device = self.low.device
-        self._row_generators = [torch.Generator(device).manual_seed(int(s)) for s in seeds]
+    def common_noise(self, seed: int, blocks: int = 1) -> None:
+        """Draw the candidates from a random stream of this planner's own, seeded with `seed`, and give
+        each of `blocks` equal blocks of rows the same samples (the rows of K stacked models: block k
+        is model k's episodes). A model then plans exactly as it does alone, in a stack of any K, and
+        all models meet the same samples (common random numbers). One draw per CEM iteration,
+        whatever K. Without this, all rows draw from torch's global generator."""
+        self._noise_generator = torch.Generator(self.low.device).manual_seed(int(seed))
+        self._noise_blocks = blocks
 
     def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """Truncated standard normal candidates' noise [N, P, H, A], within 2 standard deviations."""
-        if self._row_generators is None:
+        if self._noise_generator is None:
             return torch.nn.init.trunc_normal_(torch.empty(shape, device=device), a=-2.0, b=2.0)
-        if len(self._row_generators) != shape[0]:
-            raise ObjmmError(f"the planner was seeded for {len(self._row_generators)} rows, not {shape[0]}")
-        rows = [
-            torch.nn.init.trunc_normal_(torch.empty(shape[1:], device=device), a=-2.0, b=2.0, generator=g)
-            for g in self._row_generators
-        ]
-        return torch.stack(rows)
+        if shape[0] % self._noise_blocks:
+            raise ObjmmError(f"{shape[0]} rows do not split into {self._noise_blocks} equal blocks")
+        block = (shape[0] // self._noise_blocks, *shape[1:])
+        noise = torch.nn.init.trunc_normal_(
+            torch.empty(block, device=device), a=-2.0, b=2.0, generator=self._noise_generator
+        )
+        return noise.repeat(self._noise_blocks, *([1] * (len(shape) - 1)))
 
     def planning(self, tensordict: TensorDictBase) -> torch.Tensor:
         obs = tensordict["observation"]

@@ -9,11 +9,15 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
+from objmm import atomic
 from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import metric_label, plot_reward_and_nll
 from objmm.progress import episode_progress
 from objmm.seeding import derive_seed
+
+#: logged metrics that are not a validation set's
+NOT_VALIDATION = ("train/", "reward/", "summary/", "epoch")
 
 
 def run_directory(trainer: L.Trainer) -> Path:
@@ -40,6 +44,8 @@ class EpisodeRewardCallback(L.Callback):
         env_kwargs: evaluate in an env with these settings instead of the model's own (`env.kwargs`),
             e.g. another cartpole goal (the paper's Fig. 12).
         progress: print the episodes' steps and reward so far while they run.
+        history_path: where the per-epoch history goes at the end of fit (JSON: the rewards, every
+            validation metric of every epoch, the summary); default `history.json` in the run directory.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class EpisodeRewardCallback(L.Callback):
         env_kwargs: dict | None = None,
         figure_name: str = "reward_vs_nll.png",
         progress: bool = True,
+        history_path: str | None = None,
     ):
         super().__init__()
         if every_n_epochs < 1 or episodes < 1:
@@ -65,9 +72,10 @@ class EpisodeRewardCallback(L.Callback):
             dict(env_kwargs or {}),
             figure_name,
         )
-        self.progress = progress
+        self.progress, self.history_path = progress, history_path
         self.reward_history: list[tuple[int, float, float]] = []  # (epoch, mean, std)
         self.monitor_history: list[tuple[int, float]] = []  # (epoch, value)
+        self.metrics_history: list[dict[str, float]] = []  # {"epoch": e, every validation metric}
         self.figure_path: Path | None = None
 
     # ----------------------------------------------------------------- evaluation
@@ -104,6 +112,10 @@ class EpisodeRewardCallback(L.Callback):
         epoch = trainer.current_epoch
         if self.monitor in trainer.callback_metrics:
             self.monitor_history.append((epoch, float(trainer.callback_metrics[self.monitor])))
+        # validation ran before this hook: this epoch's metrics of every validation set
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith(NOT_VALIDATION)}
+        if metrics:
+            self.metrics_history.append({"epoch": epoch, **metrics})
         last = epoch + 1 == trainer.max_epochs
         if (epoch + 1) % self.every_n_epochs and not last:
             return
@@ -128,6 +140,14 @@ class EpisodeRewardCallback(L.Callback):
         summary = self.summary()
         if not summary or not trainer.is_global_zero:
             return
+        history = {
+            "reward": [{"epoch": e, "mean": m, "std": s} for e, m, s in self.reward_history],
+            "metrics": self.metrics_history,
+            "summary": summary,
+        }
+        atomic.write_json(
+            Path(self.history_path) if self.history_path else run_directory(trainer) / "history.json", history
+        )
         for logger in trainer.loggers:
             logger.log_metrics(summary, step=trainer.global_step)
         print("  ".join(f"{k.removeprefix('summary/')}={v:.4g}" for k, v in summary.items()))
@@ -152,8 +172,13 @@ class EpisodeRewardCallback(L.Callback):
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict:
-        return {"reward_history": self.reward_history, "monitor_history": self.monitor_history}
+        return {
+            "reward_history": self.reward_history,
+            "monitor_history": self.monitor_history,
+            "metrics_history": self.metrics_history,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.reward_history = [tuple(row) for row in state_dict["reward_history"]]
         self.monitor_history = [tuple(row) for row in state_dict["monitor_history"]]
+        self.metrics_history = list(state_dict.get("metrics_history", []))

@@ -1,0 +1,166 @@
+"""`objmm fit-sweep`: M fits per model type, reward and validation NLL against epoch (Fig. 4-5).
+
+    objmm fit-sweep --config configs/population/cartpole_training_study.yaml
+
+The config is a fit config (`env`, `model`, `data` with its `val_sets`, `trainer` with an
+`EpisodeRewardCallback`, `seed_everything`) plus a `sweep:` section (seeds = the M runs, model
+types, out). Each run is an ordinary `objmm fit` (W&B run `<TYPE>_s<SEED>`, grouped by the sweep)
+that keeps its checkpoints in `<out>/<run>/checkpoints/` and its per-epoch rewards and validation
+metrics in `<out>/<run>/history.json`. The same command again skips finished runs and resumes
+the others from their last checkpoint. At the end, `training_study.png` (one column per type: the
+mean reward over the M runs, then every validation set's NLL, MSE for deterministic types, with
+the epochs of best mean reward and best mean validation loss marked) and `training_study.json`
+(those epochs and values per type).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from objmm import atomic
+from objmm.errors import ObjmmError
+from objmm.experiments.ray_cluster import run_tasks
+from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_configs, write_config
+from objmm.plots import plot_training_study
+from objmm.training.trainer import quiet_lightning
+
+FIGURE = "training_study.png"
+SUMMARY = "training_study.json"
+REWARD_CALLBACK = "objmm.training.EpisodeRewardCallback"
+CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
+
+
+def fit_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
+    """Every run's fit config: its history and checkpoints in `<out>/<run>/`, and a W&B run id of its
+    own that a resumed run keeps."""
+    callbacks = base["trainer"].get("callbacks") or []
+    if not any(c.get("class_path") in (REWARD_CALLBACK, "objmm.training.reward_callback.EpisodeRewardCallback")
+               for c in callbacks):  # fmt: skip
+        raise ObjmmError("fit-sweep needs an EpisodeRewardCallback in trainer.callbacks (the reward per epoch)")
+    out = Path(sweep.out)
+    tag = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:6]
+    runs = run_configs(base, sweep)
+    for name, config in runs:
+        where = out / name
+        changed = []
+        for callback in callbacks:
+            init = dict(callback.get("init_args") or {})
+            if callback["class_path"].endswith("EpisodeRewardCallback"):
+                init["history_path"] = str(where / "history.json")
+            elif callback["class_path"] == CHECKPOINT:
+                continue  # replaced below: one of ours, in the run's folder
+            changed.append({**callback, "init_args": init})
+        changed.append(
+            {"class_path": CHECKPOINT, "init_args": {"dirpath": str(where / "checkpoints"), "save_last": True}}
+        )
+        trainer = {**config["trainer"], "callbacks": changed}
+        logger = trainer.get("logger")
+        if isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
+            init = {**logger["init_args"], "id": f"{name}-{tag}", "resume": "allow"}
+            trainer["logger"] = {**logger, "init_args": init}
+        config["trainer"] = trainer
+    return runs
+
+
+def run_one(name: str, config_path: str, where: str) -> dict:
+    """One fit, started, resumed from its last checkpoint, or skipped when its history is written."""
+    from objmm.cli import finish_wandb, fit_cli
+
+    history, last = Path(where) / "history.json", Path(where) / "checkpoints" / "last.ckpt"
+    if not history.exists():
+        resume = ["--ckpt_path", str(last)] if last.exists() else []
+        try:
+            fit_cli(["fit", "--config", config_path, *resume])
+        finally:
+            finish_wandb(exit_code=0)
+    if not history.exists():
+        raise ObjmmError(f"fit-sweep: run {name} ended without {history}")
+    return {"run": name, "history": str(history)}
+
+
+def curves(histories: list[dict], sets: list[str], loss: str) -> dict:
+    """Mean (and range) over runs of the reward and of each set's loss, per epoch."""
+    reward_epochs = sorted({r["epoch"] for h in histories for r in h["reward"]})
+    rewards = np.array([[next((r["mean"] for r in h["reward"] if r["epoch"] == e), np.nan) for e in reward_epochs]
+                        for h in histories])  # fmt: skip
+    epochs = sorted({m["epoch"] for h in histories for m in h["metrics"]})
+    losses = {
+        s: np.array(
+            [
+                [next((m.get(f"{s}/{loss}", np.nan) for m in h["metrics"] if m["epoch"] == e), np.nan) for e in epochs]
+                for h in histories
+            ]
+        )  # fmt: skip
+        for s in sets
+    }
+    return {"reward_epochs": reward_epochs, "rewards": rewards, "epochs": epochs, "losses": losses}
+
+
+def summarise(curve: dict, loss: str) -> dict:
+    mean_reward = np.nanmean(curve["rewards"], axis=0)
+    mean_val = np.nanmean(curve["losses"]["val"], axis=0)
+    best_r, best_v = int(np.nanargmax(mean_reward)), int(np.nanargmin(mean_val))
+    return {
+        "runs": int(curve["rewards"].shape[0]),
+        "best_reward_epoch": curve["reward_epochs"][best_r],
+        "best_mean_reward": float(mean_reward[best_r]),
+        f"best_val_{loss}_epoch": curve["epochs"][best_v],
+        f"best_mean_val_{loss}": float(mean_val[best_v]),
+        "last_mean_reward": float(mean_reward[-1]),
+    }
+
+
+def main(argv: list[str]) -> None:
+    from objmm.cli import ObjmmCLI
+
+    quiet_lightning()
+    cli = ObjmmCLI(
+        args=argv,
+        run=False,
+        sections={"sweep": SweepSettings},
+        save_config_callback=None,
+        parser_kwargs={"prog": "objmm fit-sweep", "description": __doc__.splitlines()[0]},
+    )
+    sweep: SweepSettings = cli.config_init.sweep
+    out = Path(sweep.out)
+    runs = fit_runs(parsed_config(cli), sweep)
+    index = SweepIndex(out, [name for name, _ in runs])
+    arguments = [(name, str(write_config(out, name, config)), str(out / name)) for name, config in runs]
+
+    def land(args: tuple, entry: dict) -> None:
+        index.add(entry)
+        print(f"fit-sweep: run {entry['run']} done; {len(index.entries)}/{len(runs)} runs", flush=True)
+
+    print(f"fit-sweep: {len(runs)} runs ({', '.join(n for n, _ in runs)}) in {out}", flush=True)
+    try:
+        if sweep.ray.address:
+            run_tasks(sweep.ray, run_one, arguments, land)
+        else:
+            for args in arguments:
+                print(f"fit-sweep: run {args[0]}", flush=True)
+                land(args, run_one(*args))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the same objmm fit-sweep command goes on from here ({out})") from None
+
+    sets = ["val", *cli.datamodule.val_sources]
+    by_type: dict[str, dict] = {}
+    for name, config in runs:
+        kind = name.rsplit("_s", 1)[0]
+        loss = "nll" if config["model"].get("probabilistic", True) else "mse"
+        history = json.loads(Path(index.entries[name]["history"]).read_text())
+        by_type.setdefault(kind, {"loss": loss, "histories": []})["histories"].append(history)
+    studied = {kind: {**t, **curves(t["histories"], sets, t["loss"])} for kind, t in by_type.items()}
+    summary = {kind: summarise(c, c["loss"]) for kind, c in studied.items()}
+    atomic.write_json(out / SUMMARY, summary)
+    figure = plot_training_study(studied, sets, summary, path=out / FIGURE)
+    for kind, s in summary.items():
+        loss = studied[kind]["loss"]
+        print(
+            f"  {kind}: best mean reward {s['best_mean_reward']:.1f} at epoch {s['best_reward_epoch']}, best mean "
+            f"val {loss} {s[f'best_mean_val_{loss}']:.3f} at epoch {s[f'best_val_{loss}_epoch']} ({s['runs']} runs)"
+        )
+    print(f"fit-sweep: {len(runs)} runs -> {out / SUMMARY}, {figure}")

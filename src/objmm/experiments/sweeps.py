@@ -1,0 +1,100 @@
+"""What `objmm pets-sweep` and `objmm fit-sweep` share: the `sweep:` section, one config per model
+type and seed, and the index of finished runs.
+
+A sweep's config is its command's config plus `sweep:`. The parsed config is dumped once; each run
+gets a copy with its `seed_everything`, its model type's `model` section and, when the logger is
+W&B, the run's name and the sweep as its group, written to `<out>/configs/<TYPE>_s<SEED>.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from objmm import atomic
+from objmm.errors import ObjmmError
+from objmm.experiments.ray_cluster import RaySettings
+
+INDEX = "index.json"
+
+
+@dataclass
+class SweepSettings:
+    """The `sweep:` section.
+
+    Args:
+        seeds: one run per seed (its `seed_everything`).
+        models: model type -> its model section, a file (`{D: configs/models/d.yaml}`, relative to where
+            objmm runs, as `--model` is) or written out (`{D: {members: 1, probabilistic: false}}`);
+            empty: the config's own `model`, one type, named by what it is (D, DE, P or PE).
+        out: the sweep directory: one run directory per type and seed, `configs/`, and `index.json`.
+        ray: with an address, each run is a Ray task (`cpus_per_task` threads each).
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    models: dict[str, str | dict] = field(default_factory=dict)
+    out: str = "runs/sweep"
+    ray: RaySettings = field(default_factory=RaySettings)
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ObjmmError("sweep.seeds is empty; give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ObjmmError(f"sweep.seeds repeats a seed: {self.seeds}")
+        for name, path in self.models.items():
+            if isinstance(path, str) and not Path(path).is_file():
+                raise ObjmmError(f"sweep.models.{name}: no model section file at {path}")
+
+
+def model_type(model: dict) -> str:
+    """D, DE, P or PE (the paper's names) of a model section."""
+    return ("P" if model.get("probabilistic", True) else "D") + ("E" if model.get("members", 5) > 1 else "")
+
+
+def parsed_config(cli) -> dict:
+    """The sweep command's whole parsed config as plain data, without its `sweep:` section."""
+    base = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
+    base.pop("sweep")
+    return base
+
+
+def run_configs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
+    """(run name, its full config) for every model type and seed, types first."""
+    types = {
+        name: yaml.safe_load(Path(model).read_text()) if isinstance(model, str) else dict(model)
+        for name, model in sweep.models.items()
+    }
+    types = types or {model_type(base["model"]): base["model"]}
+    runs = []
+    for name, model in types.items():
+        for seed in sweep.seeds:
+            run = f"{name}_s{seed}"
+            config = {**base, "seed_everything": seed, "model": model}
+            logger = config["trainer"].get("logger")
+            if isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
+                init = {**logger["init_args"], "name": run, "group": Path(sweep.out).name}
+                config["trainer"] = {**config["trainer"], "logger": {**logger, "init_args": init}}
+            runs.append((run, config))
+    return runs
+
+
+def write_config(out: Path, name: str, config: dict) -> Path:
+    return atomic.write_text(out / "configs" / f"{name}.yaml", yaml.safe_dump(config, sort_keys=False))
+
+
+class SweepIndex:
+    """`index.json`: one entry per finished (or advanced) run, in the sweep's run order, rewritten
+    atomically as each run ends."""
+
+    def __init__(self, out: Path, order: list[str]):
+        self.path, self.order = out / INDEX, order
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            self.entries = {entry["run"]: entry for entry in json.loads(self.path.read_text())["runs"]}
+
+    def add(self, entry: dict) -> None:
+        self.entries[entry["run"]] = entry
+        atomic.write_json(self.path, {"runs": [self.entries[n] for n in self.order if n in self.entries]})
