@@ -29,11 +29,13 @@ from typing import Literal
 
 import numpy as np
 import torch
+import yaml
 
 from objmm import atomic
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.ray_cluster import RaySettings, run_tasks
+from objmm.experiments.sweeps import model_type
 from objmm.models import StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import plot_population
@@ -123,11 +125,6 @@ def find_models(entries: list[str]) -> list[Path]:
     return list(found)
 
 
-def model_type(hparams: dict) -> str:
-    """D, DE, P or PE (the paper's names)."""
-    return ("P" if hparams["probabilistic"] else "D") + ("E" if hparams["members"] > 1 else "")
-
-
 def describe_model(path: Path, env_id: str) -> dict:
     """What the table says of a model before it is evaluated; a one-line error for a model of another env."""
     try:
@@ -140,8 +137,6 @@ def describe_model(path: Path, env_id: str) -> dict:
     run = path.parent.parent if path.parent.name == "models" else path.parent
     seed = None
     if (run / "pets_config.yaml").is_file():
-        import yaml
-
         seed = yaml.safe_load((run / "pets_config.yaml").read_text()).get("seed_everything")
     architecture = {k: hparams[k] for k in ("members", "width", "depth", "probabilistic")}
     return {
