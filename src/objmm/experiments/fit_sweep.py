@@ -23,8 +23,7 @@ import numpy as np
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.ray_cluster import run_tasks
-from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_configs, write_config
+from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
 from objmm.plots import plot_training_study
 from objmm.training.trainer import quiet_lightning
 
@@ -135,16 +134,7 @@ def main(argv: list[str]) -> None:
         index.add(entry)
         print(f"fit-sweep: run {entry['run']} done; {len(index.entries)}/{len(runs)} runs", flush=True)
 
-    print(f"fit-sweep: {len(runs)} runs ({', '.join(n for n, _ in runs)}) in {out}", flush=True)
-    try:
-        if sweep.ray.address:
-            run_tasks(sweep.ray, run_one, arguments, land)
-        else:
-            for args in arguments:
-                print(f"fit-sweep: run {args[0]}", flush=True)
-                land(args, run_one(*args))
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the same objmm fit-sweep command goes on from here ({out})") from None
+    run_all("fit-sweep", sweep, run_one, arguments, land)
 
     sets = ["val", *cli.datamodule.val_sources]
     by_type: dict[str, dict] = {}

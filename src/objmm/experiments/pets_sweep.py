@@ -18,8 +18,7 @@ import json
 from pathlib import Path
 
 from objmm.experiments import pets
-from objmm.experiments.ray_cluster import run_tasks
-from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_configs, write_config
+from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
 from objmm.training.trainer import quiet_lightning
 
 
@@ -80,14 +79,5 @@ def main(argv: list[str]) -> None:
             flush=True,
         )
 
-    print(f"pets-sweep: {len(runs)} runs ({', '.join(n for n, _ in runs)}) in {out}", flush=True)
-    try:
-        if sweep.ray.address:
-            run_tasks(sweep.ray, run_one, arguments, land)
-        else:
-            for args in arguments:
-                print(f"pets-sweep: run {args[0]} ({args[2]})", flush=True)
-                land(args, run_one(*args))
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the same objmm pets-sweep command goes on from here ({out})") from None
+    run_all("pets-sweep", sweep, run_one, arguments, land)
     print(f"pets-sweep: {len(runs)} runs in {out}; their models: objmm population --population.models '[{out}]'")

@@ -9,6 +9,7 @@ W&B, the run's name and the sweep as its group, written to `<out>/configs/<TYPE>
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.ray_cluster import RaySettings
+from objmm.experiments.ray_cluster import RaySettings, run_tasks
 
 INDEX = "index.json"
 
@@ -98,3 +99,18 @@ class SweepIndex:
     def add(self, entry: dict) -> None:
         self.entries[entry["run"]] = entry
         atomic.write_json(self.path, {"runs": [self.entries[n] for n in self.order if n in self.entries]})
+
+
+def run_all(command: str, sweep: SweepSettings, run_one: Callable, arguments: list[tuple], land: Callable) -> None:
+    """`run_one(name, ...)` for every run's arguments, as Ray tasks or one after another here,
+    `land(args, entry)` as each ends; Ctrl-C says that the same command goes on."""
+    print(f"{command}: {len(arguments)} runs ({', '.join(a[0] for a in arguments)}) in {sweep.out}", flush=True)
+    try:
+        if sweep.ray.address:
+            run_tasks(sweep.ray, run_one, arguments, land)
+        else:
+            for args in arguments:
+                print(f"{command}: run {args[0]}", flush=True)
+                land(args, run_one(*args))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the same objmm {command} command goes on from here ({sweep.out})") from None
