@@ -37,6 +37,7 @@ from objmm.errors import ObjmmError
 from objmm.seeding import seed_of
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.reward_callback import run_directory
+from objmm.training.trainer import quiet_lightning
 
 #: the experiments beside Lightning's own fit / validate: subcommand -> module with `main(argv)`
 EXPERIMENTS = {
@@ -102,6 +103,19 @@ class ObjmmCLI(LightningCLI):
         given = [] if given is None else given if isinstance(given, list) else [given]
         kwargs["callbacks"] = [*given, interrupts.InterruptCheck()]
         return super().instantiate_trainer(**kwargs)
+
+
+def experiment_cli(command: str, description: str, argv: list[str], sections: dict[str, type]) -> ObjmmCLI:
+    """An experiment's config (`objmm <command>`): the shared sections plus its own, parsed and
+    instantiated, nothing run and no config saved (each experiment writes its own record)."""
+    quiet_lightning()
+    return ObjmmCLI(
+        args=argv,
+        run=False,
+        sections=sections,
+        save_config_callback=None,
+        parser_kwargs={"prog": f"objmm {command}", "description": description},
+    )
 
 
 def check_wandb_login(logger) -> None:

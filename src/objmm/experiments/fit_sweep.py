@@ -23,13 +23,21 @@ import numpy as np
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
+from objmm.experiments.sweeps import (
+    SweepIndex,
+    SweepSettings,
+    parsed_config,
+    run_all,
+    run_configs,
+    with_wandb,
+    write_config,
+)
 from objmm.plots import plot_training_study
-from objmm.training.trainer import quiet_lightning
 
 FIGURE = "training_study.png"
 SUMMARY = "training_study.json"
-REWARD_CALLBACK = "objmm.training.EpisodeRewardCallback"
+#: the class paths of the reward callback, whose history the study reads
+REWARD_CALLBACKS = ("objmm.training.EpisodeRewardCallback", "objmm.training.reward_callback.EpisodeRewardCallback")
 CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 
 
@@ -37,8 +45,7 @@ def fit_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
     """Every run's fit config: its history and checkpoints in `<out>/<run>/`, and a W&B run id of its
     own that a resumed run keeps."""
     callbacks = base["trainer"].get("callbacks") or []
-    if not any(c.get("class_path") in (REWARD_CALLBACK, "objmm.training.reward_callback.EpisodeRewardCallback")
-               for c in callbacks):  # fmt: skip
+    if not any(c.get("class_path") in REWARD_CALLBACKS for c in callbacks):
         raise ObjmmError("fit-sweep needs an EpisodeRewardCallback in trainer.callbacks (the reward per epoch)")
     out = Path(sweep.out)
     tag = hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:6]
@@ -48,7 +55,7 @@ def fit_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
         changed = []
         for callback in callbacks:
             init = dict(callback.get("init_args") or {})
-            if callback["class_path"].endswith("EpisodeRewardCallback"):
+            if callback["class_path"] in REWARD_CALLBACKS:
                 init["history_path"] = str(where / "history.json")
             elif callback["class_path"] == CHECKPOINT:
                 continue  # replaced below: one of ours, in the run's folder
@@ -56,13 +63,8 @@ def fit_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
         changed.append(
             {"class_path": CHECKPOINT, "init_args": {"dirpath": str(where / "checkpoints"), "save_last": True}}
         )
-        trainer = {**config["trainer"], "callbacks": changed}
-        logger = trainer.get("logger")
-        if isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
-            init = {**logger["init_args"], "id": f"{name}-{tag}", "resume": "allow"}
-            trainer["logger"] = {**logger, "init_args": init}
-        config["trainer"] = trainer
-    return runs
+        config["trainer"] = {**config["trainer"], "callbacks": changed}
+    return [(name, with_wandb(config, id=f"{name}-{tag}", resume="allow")) for name, config in runs]
 
 
 def run_one(name: str, config_path: str, where: str) -> dict:
@@ -114,16 +116,9 @@ def summarise(curve: dict, loss: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import ObjmmCLI
+    from objmm.cli import experiment_cli
 
-    quiet_lightning()
-    cli = ObjmmCLI(
-        args=argv,
-        run=False,
-        sections={"sweep": SweepSettings},
-        save_config_callback=None,
-        parser_kwargs={"prog": "objmm fit-sweep", "description": __doc__.splitlines()[0]},
-    )
+    cli = experiment_cli("fit-sweep", __doc__.splitlines()[0], argv, {"sweep": SweepSettings})
     sweep: SweepSettings = cli.config_init.sweep
     out = Path(sweep.out)
     runs = fit_runs(parsed_config(cli), sweep)

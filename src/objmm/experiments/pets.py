@@ -36,7 +36,7 @@ from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import load_model, save_model
-from objmm.training.trainer import INNER_FIT, quiet_lightning
+from objmm.training.trainer import INNER_FIT
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "pets_config.yaml"
@@ -294,17 +294,10 @@ def resume_arguments(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import ObjmmCLI
+    from objmm.cli import experiment_cli
 
-    quiet_lightning()
     argv, resume = resume_arguments(argv)
-    cli = ObjmmCLI(
-        args=argv,
-        run=False,
-        sections={"pets": PETSSettings},
-        save_config_callback=None,
-        parser_kwargs={"prog": "objmm pets", "description": __doc__.splitlines()[0]},
-    )
+    cli = experiment_cli("pets", __doc__.splitlines()[0], argv, {"pets": PETSSettings})
     run = PETSRun(cli, resume)
     try:
         run.run()

@@ -14,12 +14,10 @@ takes the sweep directory as its `models`. Each run is a W&B run of its own, gro
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from objmm.experiments import pets
 from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
-from objmm.training.trainer import quiet_lightning
 
 
 def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
@@ -35,7 +33,7 @@ def run_one(name: str, config_path: str, run_dir: str, trials: int) -> dict:
     from objmm.cli import finish_wandb
 
     state_file = Path(run_dir) / pets.STATE_FILE
-    done = json.loads(state_file.read_text())["finished_trials"] if state_file.exists() else 0
+    done = pets.load_state(Path(run_dir))["finished_trials"] if state_file.exists() else 0
     if done < trials:
         # a started run goes on with its own saved config; only the number of trials may grow
         argv = ["--resume", run_dir, "--pets.trials", str(trials)] if state_file.exists() else ["--config", config_path]
@@ -51,15 +49,10 @@ def run_one(name: str, config_path: str, run_dir: str, trials: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import ObjmmCLI
+    from objmm.cli import experiment_cli
 
-    quiet_lightning()
-    cli = ObjmmCLI(
-        args=argv,
-        run=False,
-        sections={"pets": pets.PETSSettings, "sweep": SweepSettings},
-        save_config_callback=None,
-        parser_kwargs={"prog": "objmm pets-sweep", "description": __doc__.splitlines()[0]},
+    cli = experiment_cli(
+        "pets-sweep", __doc__.splitlines()[0], argv, {"pets": pets.PETSSettings, "sweep": SweepSettings}
     )
     sweep: SweepSettings = cli.config_init.sweep
     out = Path(sweep.out)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 import yaml
 
 from objmm import atomic
@@ -44,7 +43,6 @@ from objmm.seeding import derive_seed
 from objmm.stats import correlation
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import load_model
-from objmm.training.trainer import quiet_lightning
 
 TABLE = "population.json"
 CORRELATIONS = "correlations.json"
@@ -127,11 +125,8 @@ def find_models(entries: list[str]) -> list[Path]:
 
 def describe_model(path: Path, env_id: str) -> dict:
     """What the table says of a model before it is evaluated; a one-line error for a model of another env."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        hparams = payload["hparams"]
-    except Exception as error:
-        raise ObjmmError(f"{path} is not a readable objmm model ({type(error).__name__})") from None
+    module, info = load_model(path)
+    hparams = module.hparams
     if hparams["env_id"] != env_id:
         raise ObjmmError(f"{path} is a model of {hparams['env_id']}, but the population's env.id is {env_id}")
     run = path.parent.parent if path.parent.name == "models" else path.parent
@@ -142,9 +137,9 @@ def describe_model(path: Path, env_id: str) -> dict:
     return {
         "model": str(path),
         "run": str(run),
-        "trial": payload.get("trial"),
+        "trial": info.get("trial"),
         "type": model_type(hparams),
-        "dataset_rows": payload.get("dataset_rows"),
+        "dataset_rows": info.get("dataset_rows"),
         "run_seed": seed,
         "architecture": json.dumps(architecture, sort_keys=True),
     }
@@ -307,25 +302,19 @@ class PopulationRun:
             f"{len(blocks)} blocks of up to {s.stack}, {s.episodes} episodes each, on {self.device}",
             flush=True,
         )
-        start = time.perf_counter()
-        if s.ray.address:
-            self.run_on_ray(blocks, settings, table, start)
-        else:
-            for i, block in enumerate(blocks):
-                prefix = f"  block {i + 1}/{len(blocks)} ({len(block)} models): episode "
-                table.add(evaluate_block(block, settings, self.env, self.seed, self.device, prefix))
-                self.report(table, len(described), block, start)
-        return self.finish(table)
-
-    def run_on_ray(self, blocks: list[list[dict]], settings: dict, table: PopulationTable, start: float) -> None:
-        total = len(table.rows) + sum(map(len, blocks))
+        start, total = time.perf_counter(), len(described)
 
         def land(args: tuple, rows: list[dict]) -> None:
-            table.add(rows)  # idempotent: a row is keyed by its model
+            table.add(rows)  # keyed by model: a block that lands twice is written once
             self.report(table, total, args[0], start)
 
         arguments = [(block, settings, self.env, self.seed, self.device) for block in blocks]
-        run_tasks(self.settings.ray, evaluate_block, arguments, land)
+        if s.ray.address:
+            run_tasks(s.ray, evaluate_block, arguments, land)
+        else:
+            for i, args in enumerate(arguments):
+                land(args, evaluate_block(*args, f"  block {i + 1}/{len(blocks)} ({len(args[0])} models): episode "))
+        return self.finish(table)
 
     def report(self, table: PopulationTable, total: int, block: list[dict], start: float) -> None:
         done = [table.rows[row["model"]] for row in block]
@@ -372,16 +361,9 @@ class PopulationRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import ObjmmCLI
+    from objmm.cli import experiment_cli
 
-    quiet_lightning()
-    cli = ObjmmCLI(
-        args=argv,
-        run=False,
-        sections={"population": PopulationSettings},
-        save_config_callback=None,
-        parser_kwargs={"prog": "objmm population", "description": __doc__.splitlines()[0]},
-    )
+    cli = experiment_cli("population", __doc__.splitlines()[0], argv, {"population": PopulationSettings})
     run = PopulationRun(cli)
     try:
         run.run()

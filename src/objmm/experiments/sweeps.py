@@ -74,12 +74,17 @@ def run_configs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
         for seed in sweep.seeds:
             run = f"{name}_s{seed}"
             config = {**base, "seed_everything": seed, "model": model}
-            logger = config["trainer"].get("logger")
-            if isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger"):
-                init = {**logger["init_args"], "name": run, "group": Path(sweep.out).name}
-                config["trainer"] = {**config["trainer"], "logger": {**logger, "init_args": init}}
-            runs.append((run, config))
+            runs.append((run, with_wandb(config, name=run, group=Path(sweep.out).name)))
     return runs
+
+
+def with_wandb(config: dict, **init_args) -> dict:
+    """`config` with these settings added to its W&B logger's (unchanged if it logs elsewhere)."""
+    logger = config["trainer"].get("logger")
+    if not (isinstance(logger, dict) and logger.get("class_path", "").endswith("WandbLogger")):
+        return config
+    logger = {**logger, "init_args": {**logger["init_args"], **init_args}}
+    return {**config, "trainer": {**config["trainer"], "logger": logger}}
 
 
 def write_config(out: Path, name: str, config: dict) -> Path:
