@@ -1,7 +1,17 @@
 """Loss objectives for dynamics models; one module each, chosen in YAML by class path."""
 
 from objmm.objectives.base import Objective
+from objmm.objectives.distance_weighted import DistanceWeighted
 from objmm.objectives.mse import MSE, squared_error
 from objmm.objectives.nll import GaussianNLL, gaussian_nll
+from objmm.objectives.reward_weighted import RewardWeighted
 
-__all__ = ["MSE", "GaussianNLL", "Objective", "gaussian_nll", "squared_error"]
+__all__ = [
+    "MSE",
+    "DistanceWeighted",
+    "GaussianNLL",
+    "Objective",
+    "RewardWeighted",
+    "gaussian_nll",
+    "squared_error",
+]

@@ -13,11 +13,16 @@ the model. Pick one in YAML by class path:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDictBase
 
 from objmm.models.ensemble import Prediction
+
+if TYPE_CHECKING:
+    from objmm.data import TransitionDataset
+    from objmm.envs import Task
 
 
 class Objective(ABC):
@@ -25,6 +30,13 @@ class Objective(ABC):
     name: str = "loss"
     #: True if the objective reads `prediction.logvar` (so it needs a probabilistic model)
     needs_variance: bool = False
+
+    def bind(self, task: Task, env_kwargs: dict) -> None:  # noqa: B027 (an optional hook: nothing to do by default)
+        """Called once by the model that trains with this objective, with its env (an objective that
+        needs the env's reward or an expert dataset of that env checks and reads it here)."""
+
+    def on_fit_start(self, train_set: TransitionDataset) -> None:  # noqa: B027 (an optional hook)
+        """Called at the start of every fit with the rows it trains on (online re-weighting reads them)."""
 
     @abstractmethod
     def __call__(self, prediction: Prediction, target: torch.Tensor, batch: TensorDictBase) -> torch.Tensor:

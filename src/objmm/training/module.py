@@ -55,13 +55,15 @@ class DynamicsModule(L.LightningModule):
             )
         self.layer_decays = decays
         self.env_kwargs = dict(env_kwargs or {})
+        self.objective.bind(self.model.task, self.env_kwargs)
         self.val_names: list[str] = []
         self._val: list[MetricsAccumulator] = []
 
     # ----------------------------------------------------------------- fitting
     def on_fit_start(self) -> None:
-        rows = self.trainer.datamodule.train_set.data
-        self.model.fit_normaliser(rows["obs"], rows["action"])
+        train_set = self.trainer.datamodule.train_set
+        self.model.fit_normaliser(train_set.data["obs"], train_set.data["action"])
+        self.objective.on_fit_start(train_set)
 
     def _check_finite(self, loss: torch.Tensor, where: str) -> None:
         if not torch.isfinite(loss):

@@ -22,7 +22,9 @@ from objmm.training.module import DynamicsModule
 def objective_spec(objective: Objective) -> dict:
     """The objective as a class path and its (simple) settings, as a config names it."""
     kind = type(objective)
-    init_args = {k: v for k, v in vars(objective).items() if isinstance(v, int | float | str | bool)}
+    # the constructor's own settings, read back from the attributes of the same names
+    settings = inspect.signature(kind).parameters
+    init_args = {k: getattr(objective, k) for k in settings if hasattr(objective, k)}
     return {"class_path": f"{kind.__module__}.{kind.__qualname__}", "init_args": init_args}
 
 
