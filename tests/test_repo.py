@@ -52,6 +52,10 @@ def command_of(config: Path) -> list[str]:
         command = "pets-sweep" if config.stem.endswith("_runs") else "population"
         command = "fit-sweep" if config.stem.endswith("_training_study") else command
         return [command, "--config", str(config)]
+    if config.parent.name in ("attack", "pairs"):
+        return [config.parent.name, "--config", str(config)]
+    if config.parent.name == "reweight":
+        return ["pets-sweep" if config.stem.startswith("online") else "reweight", "--config", str(config)]
     return ["pets" if config.name.startswith("pets_") else "fit", "--config", str(config)]
 
 
@@ -91,7 +95,18 @@ def test_print_config_round_trips(command, in_tmp, capsys):
 
 @pytest.mark.parametrize(
     "command",
-    [["fit"], ["pets"], ["pets-sweep"], ["population"], ["fit-sweep"], ["data", "grid"], ["data", "on-policy"]],
+    [
+        ["fit"],
+        ["pets"],
+        ["pets-sweep"],
+        ["population"],
+        ["fit-sweep"],
+        ["attack"],
+        ["reweight"],
+        ["pairs"],
+        ["data", "grid"],
+        ["data", "on-policy"],
+    ],  # fmt: skip
     ids=" ".join,
 )
 def test_every_subcommand_has_help(command, capsys):

@@ -7,6 +7,9 @@
     objmm pets-sweep --config configs/population/cartpole_runs.yaml   # many PETS runs: a population
     objmm population --config configs/population/cartpole.yaml   # LL vs reward of many models (Fig. 3)
     objmm fit-sweep --config configs/population/cartpole_training_study.yaml   # M fits per model type (Fig. 4-5)
+    objmm attack --config configs/attack/cartpole.yaml      # lower the reward, keep the LL (Sec. 4.3, Fig. 6-7)
+    objmm reweight --config configs/reweight/cartpole.yaml  # (S, eps) grid, weighted vs unweighted (Fig. 8)
+    objmm pairs --config configs/pairs/cartpole.yaml        # models of similar LL, far-apart rewards (App. E)
 
 Every command that trains models reads the same sections: `env` (id and settings, linked into
 the model and the data), `model` (`DynamicsModule`: the network and its objective by class path),
@@ -47,6 +50,9 @@ EXPERIMENTS = {
     "population": "objmm.experiments.population",
     "pets-sweep": "objmm.experiments.pets_sweep",
     "fit-sweep": "objmm.experiments.fit_sweep",
+    "attack": "objmm.experiments.attack",
+    "reweight": "objmm.experiments.reweight",
+    "pairs": "objmm.experiments.pairs",
 }
 
 

@@ -228,3 +228,113 @@ def training_study_figure(studied: dict, sets: Sequence[str], summary: dict):
     fig.suptitle("reward and validation loss per epoch; dashed: best mean reward, dotted: best mean val loss")
     fig.tight_layout()
     return fig
+
+
+def plot_along_expert(*args, path: Path, **kwargs) -> Path:
+    """`along_expert_figure(...)` saved to `path`."""
+    return save_figure_atomically(along_expert_figure(*args, **kwargs), path)
+
+
+def along_expert_figure(
+    names: Sequence[str],
+    actions: np.ndarray,
+    expert_actions: np.ndarray,
+    predicted: np.ndarray,
+    next_obs: np.ndarray,
+    obs_names: Sequence[str],
+    title: str = "",
+):
+    """Fig. 6 / Appendix E: along one expert trajectory, the action each model's planner picks from
+    every expert state (top, beside the expert's own), and each model's predicted next state for the
+    expert's action (one panel per observation entry, beside the true one)."""
+    steps = np.arange(len(expert_actions))
+    panels = 1 + next_obs.shape[-1]
+    fig, axes = plt.subplots(panels, 1, figsize=(8, 1.9 * panels), sharex=True, squeeze=False)
+    ax = axes[0][0]
+    ax.plot(steps, expert_actions[:, 0], color="black", lw=1.2, label="expert")
+    for name, acts in zip(names, actions, strict=True):
+        ax.plot(steps, acts[:, 0], lw=1, alpha=0.85, label=name)
+    ax.set_ylabel("planned action")
+    ax.legend(fontsize="x-small", ncol=len(names) + 1, loc="upper right")
+    for d in range(next_obs.shape[-1]):
+        ax = axes[1 + d][0]
+        ax.plot(steps, next_obs[:, d], color="black", lw=1.2, label="true")
+        for name, pred in zip(names, predicted, strict=True):
+            ax.plot(steps, pred[:, d], lw=1, alpha=0.85, label=name)
+        ax.set_ylabel(f"next {obs_names[d] if d < len(obs_names) else d}", fontsize="small")
+    axes[-1][0].set_xlabel("step of the expert trajectory")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attack_path(*args, path: Path, **kwargs) -> Path:
+    """`attack_path_figure(...)` saved to `path`."""
+    return save_figure_atomically(attack_path_figure(*args, **kwargs), path)
+
+
+def attack_path_figure(
+    lls: Sequence[float], rewards: Sequence[float], start: tuple[float, float], bound: float, title=""
+):
+    """Fig. 7: the best member of each CMA-ES generation in LL-reward space, from the start model
+    to the end, the generation as colour; the LL bound the attack may not cross as a dashed line."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    generations = np.arange(1, len(lls) + 1)
+    ax.plot([start[0], *lls], [start[1], *rewards], color="grey", lw=0.8, zorder=1)
+    points = ax.scatter(lls, rewards, c=generations, cmap="viridis", s=22, zorder=2)
+    ax.scatter([start[0]], [start[1]], marker="*", s=140, color="tab:red", zorder=3, label="start")
+    if len(lls):
+        ax.scatter([lls[-1]], [rewards[-1]], marker="X", s=90, color="black", zorder=3, label="end")
+    ax.axvline(bound, ls="--", color="tab:red", lw=0.8, label="LL bound (the start's)")
+    fig.colorbar(points, ax=ax, label="generation")
+    ax.set_xlabel("LL (paper's convention) on the validation set")
+    ax.set_ylabel("mean episode reward")
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reweight(*args, path: Path, **kwargs) -> Path:
+    """`reweight_figure(...)` saved to `path`."""
+    return save_figure_atomically(reweight_figure(*args, **kwargs), path)
+
+
+def reweight_figure(
+    sizes: Sequence[int], bounds: Sequence[float], rewards: dict[str, np.ndarray], baseline: str, title=""
+):
+    """Fig. 8: mean reward per (training-set size S, distance bound eps) cell, one heatmap per
+    objective, then each objective's difference to `baseline` (red: better than the baseline)."""
+    names = list(rewards)
+    others = [n for n in names if n != baseline]
+    panels = len(names) + len(others)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
+    finite = np.concatenate([r[np.isfinite(r)] for r in rewards.values()] or [np.zeros(1)])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+    def draw(ax, values, cmap, lo, hi, label):
+        image = ax.imshow(values, origin="lower", cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+        ax.set_xticks(range(len(sizes)), [str(s) for s in sizes], fontsize="x-small")
+        ax.set_yticks(range(len(bounds)), [f"{b:.3g}" for b in bounds], fontsize="x-small")
+        ax.set_xlabel("training points S")
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize="x-small")
+        ax.set_title(label, fontsize="small")
+        return image
+
+    for ax, name in zip(axes[0], names, strict=False):
+        image = draw(ax, rewards[name], "viridis", vmin, vmax, f"{name}: mean reward")
+    fig.colorbar(image, ax=axes[0][len(names) - 1])
+    for ax, name in zip(axes[0][len(names) :], others, strict=True):
+        diff = rewards[name] - rewards[baseline]
+        span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+        image = draw(ax, diff, "RdBu_r", -span or -1, span or 1, f"{name} - {baseline}")
+        fig.colorbar(image, ax=ax)
+    axes[0][0].set_ylabel("distance bound eps")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -10,13 +10,20 @@ The config is a pets config (`env`, `model`, `data`, `trainer`, `pets`, `seed_ev
 it alone. The same command again goes on where the sweep stopped: finished runs are skipped,
 unfinished ones resumed. `index.json` lists every run and its saved models; `objmm population`
 takes the sweep directory as its `models`. Each run is a W&B run of its own, grouped by the sweep.
+`summary.json` compares the model types (e.g. NLL against online re-weighting): per type, the
+trials each seed took to reach the task's expert bar (cartpole 179), their median and range, and
+the best rewards.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from objmm import atomic
 from objmm.experiments import pets
+from objmm.experiments.datasets import SOLVED_REWARD
 from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
 
 
@@ -28,7 +35,7 @@ def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
     return runs
 
 
-def run_one(name: str, config_path: str, run_dir: str, trials: int) -> dict:
+def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float = float("inf")) -> dict:
     """One PETS run, started or resumed (or skipped when finished); its entry in the index."""
     from objmm.cli import finish_wandb
 
@@ -43,9 +50,34 @@ def run_one(name: str, config_path: str, run_dir: str, trials: int) -> dict:
             finish_wandb(exit_code=0)
     state = pets.load_state(Path(run_dir))
     models = [str(pets.model_path(Path(run_dir), t)) for t in range(state["finished_trials"])]
-    best = max((h["reward/mean"] for h in state["history"]), default=float("nan"))
-    return {"run": name, "run_dir": run_dir, "finished_trials": state["finished_trials"], "best_reward": best,
+    rewards = [h["reward/mean"] for h in state["history"]]
+    solved = next((t + 1 for t, r in enumerate(rewards) if r >= bar), None)
+    return {"run": name, "run_dir": run_dir, "finished_trials": state["finished_trials"],
+            "best_reward": max(rewards, default=float("nan")), "trials_to_bar": solved, "rewards": rewards,
             "models": models}  # fmt: skip
+
+
+def summary(entries: list[dict], types: list[str], bar: float) -> dict:
+    """Per model type: the trials each run took to reach `bar` (None: not in its trials), their median
+    (a run that never reached it counts as later than any that did) and range, and the best rewards."""
+    out = {}
+    for kind in types:
+        runs = [e for e in entries if e["run"].rsplit("_s", 1)[0] == kind]
+        if not runs:
+            continue
+        reached = [e.get("trials_to_bar") for e in runs]
+        ordered = sorted(reached, key=lambda t: float("inf") if t is None else t)
+        median = ordered[(len(ordered) - 1) // 2]  # the lower median: a whole trial count, or None
+        out[kind] = {
+            "runs": len(runs),
+            "bar": bar,
+            "trials_to_bar": reached,
+            "median_trials_to_bar": median,
+            "reached_bar": sum(t is not None for t in reached),
+            "best_reward_median": float(np.median([e["best_reward"] for e in runs])),
+            "best_rewards": [e["best_reward"] for e in runs],
+        }
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -58,8 +90,9 @@ def main(argv: list[str]) -> None:
     out = Path(sweep.out)
     runs = pets_runs(parsed_config(cli), sweep)
     index = SweepIndex(out, [name for name, _ in runs])
+    bar = SOLVED_REWARD.get(cli.config_init.env.id, float("inf"))
     arguments = [
-        (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"])
+        (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"], bar)
         for name, config in runs
     ]
 
@@ -73,4 +106,15 @@ def main(argv: list[str]) -> None:
         )
 
     run_all("pets-sweep", sweep, run_one, arguments, land)
+    types = list(dict.fromkeys(name.rsplit("_s", 1)[0] for name, _ in runs))
+    found = summary(list(index.entries.values()), types, bar)
+    atomic.write_json(out / "summary.json", found)
+    for kind, one in found.items():
+        median = one["median_trials_to_bar"]
+        print(
+            f"pets-sweep: {kind}: {one['reached_bar']}/{one['runs']} runs reached {bar:g}, trials to it "
+            f"{one['trials_to_bar']} (median {median if median is not None else 'not reached'}); "
+            f"best rewards {', '.join(f'{r:.1f}' for r in one['best_rewards'])}",
+            flush=True,
+        )
     print(f"pets-sweep: {len(runs)} runs in {out}; their models: objmm population --population.models '[{out}]'")

@@ -1,0 +1,427 @@
+"""`objmm attack`: lower a model's reward without lowering its likelihood (the paper's Sec. 4.3, Fig. 6-7).
+
+    objmm attack --config configs/attack/cartpole.yaml
+
+Starting from a trained probabilistic model (the paper: a P model from the last trial of a PETS
+cartpole run, reward 176, LL 4.827 on its on-policy data), CMA-ES searches the model's last
+layer (weights and biases of every member) to minimise the controller's mean real reward over
+`episodes` episodes. A candidate whose LL on the validation set (the paper's convention,
+`paper_ll`, the mean over rows) is below the start model's gets a fitness of `penalty` x (1 + the
+LL it lost), worse than any reward, and is never kept as the best; its episodes are not run.
+
+Why separable CMA-ES (`cma`'s `CMA_diagonal: True`): the head has thousands of parameters (P 200
+wide: 1608; the paper's 500 wide: 4008; PE: 5x that). Full CMA-ES keeps an n x n covariance,
+O(n^2) memory and time per sample, and learns it at a rate of about 1/n^2 per generation, so over
+the few dozen generations an attack can afford it stays near its initial isotropic shape; the
+diagonal variant learns n variances at a rate of about 1/n, at O(n) a sample (Ros & Hansen 2008).
+
+Each generation's candidates inside the bound are evaluated K (`stack`) at a time through one
+batched network, every candidate on the same episode starts and the same planner samples (common
+random numbers, as in `objmm population`), so the differences in fitness are the models'.
+
+After every generation the CMA-ES state, the random state and the path so far are written
+atomically to `attack_state.pkl` (and `attack.json`); the same command after a kill goes on from
+the last finished generation. At the end: `attacked.pt` (the best candidate within the bound),
+`fig7.png` (the path of each generation's best member in LL-reward space) and, with an expert
+dataset, `fig6.png` (the actions the original and the attacked model plan along an expert trajectory).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from objmm import atomic
+from objmm.data import TransitionDataset, load_source
+from objmm.errors import ObjmmError, require_at_least_one
+from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
+from objmm.experiments.population import block_rewards
+from objmm.planning import CEMConfig
+from objmm.plots import plot_attack_path
+from objmm.seeding import derive_seed
+from objmm.training.metrics import dataset_metrics
+from objmm.training.saved_models import load_model, save_model
+
+STATE = "attack_state.pkl"
+SUMMARY = "attack.json"
+
+
+@dataclass
+class AttackSettings:
+    """The `attack:` section.
+
+    Args:
+        model: the model to attack: a saved model file (`trial_NN.pt`) or a PETS run directory
+            (its last trial's model).
+        validation: the dataset whose LL must not fall (the paper: the run's on-policy data; a saved
+            dataset or a generator spec).
+        expert: an expert dataset: the plans of the original and the attacked model along its first
+            trajectory become fig6.png (optional).
+        generations: CMA-ES generations.
+        popsize: candidates per generation (default: cma's 4 + 3 ln n).
+        sigma: CMA-ES's initial step, in the units of the searched vector (plain: the head's weights).
+        search: `plain` (the head's weights) or `whitened` (changes of them scaled by the validation
+            rows' features, see `Head`).
+        episodes: real episodes per candidate (the paper: 5).
+        stack: candidates per batched network (K).
+        episode_steps: steps per episode (default: the task's).
+        cem: the planner (Table 1: cartpole 25/400/40/5).
+        penalty: the fitness of a candidate below the LL bound, times (1 + the LL it lost): larger
+            than any reward.
+        out: where the state, the attacked model and the figures go.
+    """
+
+    model: str = ""
+    validation: str = ""
+    expert: str | None = None
+    generations: int = 30
+    popsize: int | None = None
+    sigma: float = 0.01
+    search: Literal["plain", "whitened"] = "plain"
+    episodes: int = 5
+    stack: int = 8
+    episode_steps: int | None = None
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    penalty: float = 1e6
+    out: str = "runs/attack"
+
+    def __post_init__(self):
+        require_at_least_one(
+            "attack",
+            generations=self.generations,
+            popsize=self.popsize,
+            episodes=self.episodes,
+            stack=self.stack,
+            episode_steps=self.episode_steps,
+        )
+        if not self.model:
+            raise ObjmmError("attack.model is empty; name a saved model (trial_NN.pt) or a PETS run directory")
+        if not self.validation:
+            raise ObjmmError("attack.validation is empty; name the dataset whose LL must not fall (on-policy data)")
+        if not self.sigma > 0 or not self.penalty > 0:
+            raise ObjmmError(f"attack.sigma and attack.penalty must be positive, got {self.sigma} and {self.penalty}")
+
+
+def model_file(entry: str) -> Path:
+    """A saved model file, or the last trial's model of a PETS run directory."""
+    path = Path(entry)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = sorted((path / "models").glob("trial_*.pt")) or sorted(path.glob("trial_*.pt"))
+        if found:
+            return found[-1]
+        raise ObjmmError(f"attack.model: {path} holds no saved per-trial models (models/trial_NN.pt)")
+    raise ObjmmError(f"attack.model: {path} does not exist")
+
+
+class Head:
+    """The last layer of a model as one flat vector, and models with another vector in its place.
+
+    `plain`: the vector is the layer's weights and biases. `whitened`: the vector z is a change of
+    them in the basis of the layer's inputs on the validation rows, scaled to unit second moment
+    there (per member: the eigenvectors U and eigenvalues s of the mean of [h, 1][h, 1]^T over the
+    rows, W = W0 + U s^-1/2 z). A unit step in any direction of z then moves the validation
+    predictions by the same amount, so the search is not spent on the few directions the data
+    excites most (which cost the most LL); directions the data barely excites (eigenvalues below
+    1e-6 of the largest are held there) move predictions mostly off the data, where the planner's
+    candidates go. It is the same search as a plain one started from the covariance
+    (U s^-1 U^T) per output, not a different attack.
+    """
+
+    def __init__(self, module, search: str = "plain", validation: TransitionDataset | None = None):
+        self.module, self.search = module, search
+        layer = module.model.net.layers[-1]
+        self.shapes = [layer.weight.shape, layer.bias.shape]
+        self.basis = None
+        if search == "whitened":
+            features = penultimate_features(module, validation)  # [M, N, H]
+            features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1).double()
+            second = features.transpose(1, 2) @ features / features.shape[1]  # [M, H + 1, H + 1]
+            values, vectors = torch.linalg.eigh(second)
+            values = values.clamp_min(values[:, -1:] * 1e-6)
+            self.basis = (vectors / values.sqrt().unsqueeze(1)).to(layer.weight)  # [M, H + 1, H + 1]
+
+    def vector(self) -> np.ndarray:
+        """The start of the search: the layer itself (plain), or no change (whitened)."""
+        layer = self.module.model.net.layers[-1]
+        if self.basis is not None:
+            return np.zeros(layer.weight.numel() + layer.bias.numel())
+        return torch.cat([layer.weight.detach().flatten(), layer.bias.detach().flatten()]).double().cpu().numpy()
+
+    def with_vector(self, theta: np.ndarray):
+        """A copy of the module whose last layer holds `theta` (whitened: is changed by `theta`)."""
+        module = copy.deepcopy(self.module)
+        layer = module.model.net.layers[-1]
+        flat = torch.as_tensor(np.asarray(theta), dtype=layer.weight.dtype, device=layer.weight.device)
+        n = layer.weight.numel()
+        with torch.no_grad():
+            if self.basis is None:
+                layer.weight.copy_(flat[:n].view(self.shapes[0]))
+                layer.bias.copy_(flat[n:].view(self.shapes[1]))
+            else:
+                z = torch.cat([flat[:n].view(self.shapes[0]), flat[n:].view(self.shapes[1])], dim=1)  # [M, H + 1, out]
+                change = self.basis @ z
+                layer.weight.add_(change[:, :-1])
+                layer.bias.add_(change[:, -1:])
+        return module
+
+
+@torch.no_grad()
+def penultimate_features(module, dataset: TransitionDataset) -> torch.Tensor:
+    """The last layer's inputs on every row of `dataset`: [members, rows, width]."""
+    model = module.model
+    device = model.input_mean.device
+    obs, action = dataset.data["obs"].to(device), dataset.data["action"].to(device)
+    x = (model._raw_inputs(obs, action) - model.input_mean) / model.input_std
+    for layer in model.net.hidden:
+        x = torch.nn.functional.silu(layer(x))
+    return x.expand(model.members, *x.shape[-2:])
+
+
+class AttackRun:
+    def __init__(self, cli):
+        self.settings: AttackSettings = cli.config_init.attack
+        env = cli.config_init.env
+        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
+        self.seed = cli.datamodule.seed
+        self.device = str(cli.trainer.strategy.root_device)
+        self.logger = cli.trainer.logger
+        self.out = Path(self.settings.out)
+
+    def load(self) -> None:
+        s = self.settings
+        self.model_path = model_file(s.model)
+        module, _ = load_model(self.model_path, self.device)
+        if module.hparams["env_id"] != self.env["id"]:
+            raise ObjmmError(
+                f"{self.model_path} is a model of {module.hparams['env_id']}, but env.id is {self.env['id']}"
+            )
+        if not module.model.probabilistic:
+            raise ObjmmError(
+                f"{self.model_path} is a deterministic model (D or DE): it has no likelihood for the attack "
+                "to keep; attack a P or PE model"
+            )
+        self.validation = load_source(s.validation, self.env["id"], seed=self.seed, **self.env["kwargs"])
+        self.module, self.head = module.eval(), Head(module, s.search, self.validation)
+
+    def plain_settings(self) -> dict:
+        """What makes two attacks the same (one's state can go on as the other; generations may grow)."""
+        s = self.settings
+        return {
+            "model": str(self.model_path),
+            "validation": s.validation,
+            "env": self.env,
+            "seed": self.seed,
+            "popsize": s.popsize,
+            "sigma": s.sigma,
+            "search": s.search,
+            "episodes": s.episodes,
+            "episode_steps": s.episode_steps,
+            "cem": asdict(s.cem),
+            "penalty": s.penalty,
+        }
+
+    # ----------------------------------------------------------------- a candidate's LL and reward
+    def ll(self, module) -> float:
+        metrics = dataset_metrics(module.model, self.validation, None, "random", 4096, self.seed)
+        return float(metrics["paper_ll"])
+
+    def rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
+        """Mean real reward of each model, K at a time, on the same episodes and planner samples
+        (`episodes` names them: the search's, or fresh ones to check the result)."""
+        s = self.settings
+        settings = {"episodes": s.episodes, "cem": asdict(s.cem), "episode_steps": s.episode_steps}
+        out, blocks = [], -(-len(modules) // s.stack)
+        for i in range(0, len(modules), s.stack):
+            block = modules[i : i + s.stack]
+            where = f"{prefix}block {i // s.stack + 1}/{blocks}, episode " if prefix else ""
+            returns = block_rewards(block, settings, self.env, derive_seed(self.seed, episodes), self.device, where)
+            out.extend(returns.mean(axis=1).tolist())
+        return np.array(out)
+
+    # ----------------------------------------------------------------- the search
+    def start(self) -> dict:
+        import cma
+
+        settings = self.plain_settings()
+        path = self.out / STATE
+        if path.exists():
+            try:
+                state = pickle.loads(path.read_bytes())
+            except Exception as error:
+                raise ObjmmError(f"{path} is damaged ({type(error).__name__}); move it away to start again") from None
+            if state["settings"] != settings:
+                raise ObjmmError(
+                    f"{path} holds an attack with other settings; use another attack.out "
+                    "(or the same settings, only attack.generations may change, to go on)"
+                )
+            np.random.set_state(state["numpy_state"])  # cma samples from numpy's global generator
+            print(f"attack: resuming {path} after generation {len(state['history'])}", flush=True)
+            return state
+        theta = self.head.vector()
+        ll = self.ll(self.module)
+        print(f"attack: {self.model_path}, {theta.size} head parameters; measuring the start model", flush=True)
+        reward = float(self.rewards([self.module], "  start model: ")[0])
+        print(f"attack: start model: reward {reward:.1f}, LL {ll:.4f} (the bound)", flush=True)
+        options = {
+            "CMA_diagonal": True,
+            "seed": derive_seed(self.seed, "cma") % (2**31 - 1) + 1,
+            "verbose": -9,
+            "tolfun": 0,
+            "tolx": 0,
+            "tolflatfitness": 10**9,
+        }
+        if self.settings.popsize:
+            options["popsize"] = self.settings.popsize
+        es = cma.CMAEvolutionStrategy(theta, self.settings.sigma, options)
+        best = {"theta": theta, "reward": reward, "ll": ll, "generation": 0}
+        return {"settings": settings, "es": es, "start": {"reward": reward, "ll": ll}, "best": best, "history": []}
+
+    def generation(self, state: dict) -> dict:
+        s, es = self.settings, state["es"]
+        g, bound = len(state["history"]) + 1, state["start"]["ll"]
+        t0 = time.perf_counter()
+        candidates = es.ask()
+        modules = [self.head.with_vector(x) for x in candidates]
+        lls = np.array([self.ll(m) for m in modules])
+        inside = np.flatnonzero(lls >= bound)
+        rewards = np.full(len(candidates), np.nan)
+        if len(inside):
+            prefix = f"  generation {g}/{s.generations}, {len(inside)} candidates: "
+            rewards[inside] = self.rewards([modules[i] for i in inside], prefix)
+        # below the bound: worse than any reward, and the further below the worse
+        fitness = np.where(lls >= bound, rewards, s.penalty * (1 + np.maximum(bound - lls, 0)))
+        es.tell(candidates, fitness.tolist())
+        record = {
+            "generation": g,
+            "inside_bound": int(len(inside)),
+            "popsize": len(candidates),
+            "sigma": float(es.sigma),
+            "seconds": time.perf_counter() - t0,
+        }
+        if len(inside):
+            i = inside[np.argmin(rewards[inside])]
+            record.update(member_reward=float(rewards[i]), member_ll=float(lls[i]))
+            if rewards[i] < state["best"]["reward"]:
+                state["best"] = {
+                    "theta": np.asarray(candidates[i]),
+                    "reward": float(rewards[i]),
+                    "ll": float(lls[i]),
+                    "generation": g,
+                }
+        record.update(best_reward=state["best"]["reward"], best_ll=state["best"]["ll"])
+        state["history"].append(record)
+        return record
+
+    def save(self, state: dict) -> None:
+        state["numpy_state"] = np.random.get_state()
+        self.out.mkdir(parents=True, exist_ok=True)
+        payload = pickle.dumps(state)
+        atomic.write_atomically(self.out / STATE, lambda tmp: Path(tmp).write_bytes(payload))
+        atomic.write_json(self.out / SUMMARY, self.summary(state))
+
+    def summary(self, state: dict) -> dict:
+        start, best = state["start"], state["best"]
+        return {
+            "settings": state["settings"],
+            "start": start,
+            "best": {k: v for k, v in best.items() if k != "theta"},
+            "reward_drop": 1 - best["reward"] / start["reward"] if start["reward"] else float("nan"),
+            "fresh_episodes": state.get("fresh_episodes"),
+            "history": state["history"],
+        }
+
+    def run(self) -> dict:
+        self.load()
+        state = self.start()
+        self.save(state)
+        s = self.settings
+        for _ in range(len(state["history"]), s.generations):
+            record = self.generation(state)
+            self.save(state)
+            member = (
+                f"best member reward {record['member_reward']:.1f} (LL {record['member_ll']:.4f})"
+                if "member_reward" in record
+                else "no member within the bound"
+            )
+            print(
+                f"attack: generation {record['generation']}/{s.generations}: "
+                f"{record['inside_bound']}/{record['popsize']} within the LL bound, {member}; "
+                f"best so far {record['best_reward']:.1f} (LL {record['best_ll']:.4f}), "
+                f"sigma {record['sigma']:.4g}, {record['seconds']:.0f} s",
+                flush=True,
+            )
+            if self.logger:
+                self.logger.log_metrics({f"attack/{k}": v for k, v in record.items()}, step=record["generation"])
+        return self.finish(state)
+
+    def finish(self, state: dict) -> dict:
+        start, best = state["start"], state["best"]
+        attacked = self.head.with_vector(best["theta"])
+        save_model(
+            self.out / "attacked.pt",
+            attacked,
+            attacked_from=str(self.model_path),
+            **{k: v for k, v in best.items() if k != "theta"},
+        )
+        path = [h for h in state["history"] if "member_reward" in h]
+        figures = [
+            plot_attack_path(
+                [h["member_ll"] for h in path],
+                [h["member_reward"] for h in path],
+                (start["ll"], start["reward"]),
+                start["ll"],
+                path=self.out / "fig7.png",
+                title=f"CMA-ES's best member per generation: reward {start['reward']:.0f} -> {best['reward']:.0f}",
+            )
+        ]
+        if self.settings.expert:
+            trajectory = expert_trajectory(self.settings.expert, self.env["id"])
+            found = along_expert(
+                [self.module, attacked], trajectory, self.settings.cem, self.env["kwargs"], self.seed, self.device
+            )
+            figures.append(
+                plot_models_along_expert(
+                    ["original", "attacked"],
+                    found,
+                    self.env["id"],
+                    self.out / "fig6.png",
+                    "Planned actions and predicted states along an expert trajectory",
+                )
+            )
+            atomic.write_json(self.out / "along_expert.json", {k: v.tolist() for k, v in found.items()})
+        # the search saw the same episodes every generation; fresh ones say whether the drop holds
+        fresh = self.rewards([self.module, attacked], "  check on fresh episodes: ", "attack-check")
+        state["fresh_episodes"] = {"start_reward": float(fresh[0]), "attacked_reward": float(fresh[1])}
+        summary = self.summary(state)
+        atomic.write_json(self.out / SUMMARY, summary)
+        if self.logger:
+            import wandb
+
+            self.logger.experiment.log({f"attack/{p.stem}": wandb.Image(str(p)) for p in figures})
+        print(
+            f"attack: reward {start['reward']:.1f} -> {best['reward']:.1f} ({100 * summary['reward_drop']:.0f}% lower) "
+            f"at LL {best['ll']:.4f} (start {start['ll']:.4f}), generation {best['generation']}; on fresh episodes "
+            f"{fresh[0]:.1f} -> {fresh[1]:.1f}; "
+            f"-> {self.out / 'attacked.pt'}, {self.out / SUMMARY}, " + ", ".join(str(p) for p in figures)
+        )
+        return summary
+
+
+def main(argv: list[str]) -> None:
+    from objmm.cli import experiment_cli
+
+    cli = experiment_cli("attack", __doc__.splitlines()[0], argv, {"attack": AttackSettings})
+    run = AttackRun(cli)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the same objmm attack command goes on from {run.out / STATE}") from None

@@ -1,0 +1,308 @@
+"""`objmm reweight`: does re-weighting the model's loss help? The paper's Fig. 8 (Sec. 5) and App. D.
+
+    objmm reweight --config configs/reweight/cartpole.yaml
+
+For every cell of a grid of training-set sizes S and distance bounds eps: S rows drawn at random
+from a pool of uniform (state, action) tuples (the paper: 25e6) among those within eps of the
+expert trajectory (d*, `objmm.data.distance`), each stepped once in the simulator. On that set one
+model is trained per objective (`objectives`: e.g. the plain NLL, the distance re-weighted NLL of
+Sec. 5 and the reward re-weighted NLL of App. D), all from the same initial weights, for the same
+number of gradient steps; then every model of the cell runs `episodes` real MPC episodes (the paper:
+100), all of them in one batched network, on the same episode starts and planner samples.
+
+`reweight.json` in `out` holds each finished cell, rewritten atomically after each one: a killed
+run goes on from the cells it has. The pool's d* are kept in `pool_distances.pt`. At the end
+`fig8.png`: one heatmap of mean reward per objective, and each objective minus the baseline. With
+`ray.address` set, cells go to a Ray cluster's workers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from objmm import atomic
+from objmm.data import TransitionDataset
+from objmm.data.uniform_pool import UniformPool, near_reference_dataset
+from objmm.errors import ObjmmError, require_at_least_one
+from objmm.experiments.along_expert import expert_trajectory
+from objmm.experiments.population import block_rewards
+from objmm.experiments.ray_cluster import RaySettings, run_tasks
+from objmm.planning import CEMConfig
+from objmm.plots import plot_reweight
+from objmm.seeding import derive_seed
+from objmm.training import DynamicsModule, TransitionDataModule
+from objmm.training.saved_models import build_objective
+from objmm.training.trainer import INNER_FIT, quiet_lightning
+
+TABLE = "reweight.json"
+DISTANCES = "pool_distances.pt"
+FIGURE = "fig8.png"
+
+
+@dataclass
+class ReweightSettings:
+    """The `reweight:` section.
+
+    Args:
+        expert: an expert dataset; its first trajectory is the reference d* is measured to.
+        sizes: training-set sizes S (the paper: a log-grid over [10, 2500]).
+        bounds: distance bounds eps (the paper: a log-grid over [0.28, 15.66]).
+        pool: uniform tuples the sets are drawn from (the paper: 25e6).
+        objectives: name -> objective (`class_path`, `init_args`), one model each per cell.
+        baseline: the objective the others are compared with (fig8.png's difference panels).
+        train_steps: gradient steps of every model (the same for every S, so small sets are not undertrained).
+        episodes: real MPC episodes per model (the paper: 100).
+        episode_steps: steps per episode (default: the task's).
+        cem: the planner (Table 1: cartpole 25/400/40/5).
+        out: where the table, the pool's distances and the figure go.
+        ray: Ray, for cells spread over a cluster.
+    """
+
+    expert: str = ""
+    sizes: list[int] = field(default_factory=lambda: [10, 50, 250, 1250])
+    bounds: list[float] = field(default_factory=lambda: [0.28, 1.0, 4.0, 15.66])
+    pool: int = 25_000_000
+    objectives: dict[str, dict] = field(default_factory=lambda: {"nll": {"class_path": "objmm.objectives.GaussianNLL"}})
+    baseline: str = "nll"
+    train_steps: int = 2000
+    episodes: int = 5
+    episode_steps: int | None = None
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    out: str = "runs/reweight"
+    ray: RaySettings = field(default_factory=RaySettings)
+
+    def __post_init__(self):
+        require_at_least_one(
+            "reweight",
+            pool=self.pool,
+            train_steps=self.train_steps,
+            episodes=self.episodes,
+            episode_steps=self.episode_steps,
+        )
+        if not self.expert:
+            raise ObjmmError("reweight.expert is empty; name an expert dataset (objmm data expert)")
+        if not self.sizes or min(self.sizes) < 2:
+            raise ObjmmError(f"reweight.sizes must be training-set sizes of at least 2, got {self.sizes}")
+        if not self.bounds or min(self.bounds) <= 0:
+            raise ObjmmError(f"reweight.bounds must be positive distances, got {self.bounds}")
+        if self.baseline not in self.objectives:
+            raise ObjmmError(
+                f"reweight.baseline {self.baseline!r} is not one of reweight.objectives ({', '.join(self.objectives)})"
+            )
+        for name, spec in self.objectives.items():
+            if not isinstance(spec, dict) or "class_path" not in spec:
+                raise ObjmmError(f"reweight.objectives.{name} needs a class_path (and optional init_args)")
+
+
+def cell_name(size: int, bound: float) -> str:
+    return f"S{size}_eps{bound:g}"
+
+
+def fit_model(
+    hparams: dict, objective: dict, dataset: TransitionDataset, steps: int, batch_size: int, seed: int, device: str
+) -> DynamicsModule:
+    """A model trained with `objective` for `steps` gradient steps on 0.9 of `dataset`'s rows."""
+    import lightning as L
+
+    quiet_lightning()
+    torch.manual_seed(derive_seed(seed, "model"))  # every objective's model starts from the same weights
+    module = DynamicsModule(**hparams, objective=build_objective(objective))
+    data = TransitionDataModule(
+        env_id=hparams["env_id"],
+        batch_size=batch_size,
+        ensemble_size=hparams["members"],
+        seed=seed,
+        env_kwargs=hparams.get("env_kwargs"),
+    ).with_dataset(dataset)
+    accelerator = "gpu" if device.startswith("cuda") else "cpu"
+    trainer = L.Trainer(max_steps=steps, max_epochs=-1, accelerator=accelerator, devices=1, **INNER_FIT)
+    trainer.fit(module, datamodule=data)
+    return module.to(device).eval()
+
+
+def evaluate_cell(cell: dict, rows: dict, hparams: dict, settings: dict, env: dict, seed: int, device: str) -> dict:
+    """Train one model per objective on the cell's rows and measure each one's real reward. Plain
+    data in and out, so that a Ray worker can run it."""
+    dataset = TransitionDataset.from_tensors(env["id"], **{k: torch.as_tensor(v) for k, v in rows.items()})
+    t0 = time.perf_counter()
+    cell_seed = derive_seed(seed, "cell", cell["size"], cell["bound"])
+    modules = [
+        fit_model(hparams, spec, dataset, settings["train_steps"], settings["batch_size"], cell_seed, device)
+        for spec in settings["objectives"].values()
+    ]
+    trained = time.perf_counter() - t0
+    prefix = f"  cell {cell['name']}: episode "
+    returns = block_rewards(modules, settings, env, derive_seed(seed, "reweight-episodes"), device, prefix)
+    out = dict(cell, train_seconds=trained, seconds=time.perf_counter() - t0)
+    for name, r in zip(settings["objectives"], returns, strict=True):
+        out[name] = {"reward/mean": float(r.mean()), "reward/std": float(r.std()), "rewards": r.tolist()}
+    return out
+
+
+class ReweightRun:
+    def __init__(self, cli):
+        self.cli = cli
+        self.settings: ReweightSettings = cli.config_init.reweight
+        env = cli.config_init.env
+        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
+        self.seed = cli.datamodule.seed
+        self.batch_size = cli.datamodule.batch_size
+        self.device = str(cli.trainer.strategy.root_device)
+        self.logger = cli.trainer.logger
+        self.out = Path(self.settings.out)
+        template = cli.model
+        self.hparams = {
+            k: v
+            for k, v in template.hparams.items()
+            if k in ("env_id", "members", "width", "depth", "probabilistic", "lr", "weight_decay", "env_kwargs")
+        }
+
+    def plain_settings(self) -> dict:
+        s = self.settings
+        return {
+            "env": self.env,
+            "seed": self.seed,
+            "model": self.hparams,
+            "batch_size": self.batch_size,
+            "expert": s.expert,
+            "pool": s.pool,
+            "objectives": s.objectives,
+            "train_steps": s.train_steps,
+            "episodes": s.episodes,
+            "episode_steps": s.episode_steps,
+            "cem": asdict(s.cem),
+        }
+
+    def table(self, settings: dict) -> dict:
+        path = self.out / TABLE
+        if not path.exists():
+            return {"settings": settings, "cells": {}}
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ObjmmError(f"{path} is damaged ({error}); move it away to start again") from None
+        if saved.get("settings") != json.loads(json.dumps(settings)):
+            raise ObjmmError(
+                f"{path} was made with other settings; use another reweight.out (or the same settings to go on)"
+            )
+        return saved
+
+    def pool_distances(self, pool: UniformPool, reference: torch.Tensor) -> torch.Tensor:
+        """d* of every pool row, computed once and kept beside the table (with what it was computed from)."""
+        path = self.out / DISTANCES
+        key = {"pool": pool.size, "seed": pool.seed, "expert": self.settings.expert, "env": self.env["id"]}
+        if path.exists():
+            saved = torch.load(path, weights_only=False)
+            if saved.get("key") == key:
+                return saved["distances"]
+        t0 = time.perf_counter()
+        step = max(1, pool.chunks // 10)
+
+        def progress(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                print(f"reweight: d* of the pool: {done}/{total} chunks, {time.perf_counter() - t0:.0f} s", flush=True)
+
+        distances = pool.distances(reference, self.device, progress)
+        atomic.write_atomically(path, lambda tmp: torch.save({"key": key, "distances": distances}, tmp))
+        return distances
+
+    def run(self) -> dict:
+        s, settings = self.settings, self.plain_settings()
+        for name, spec in s.objectives.items():  # a bad objective (no expert, wrong env) fails now
+            try:
+                DynamicsModule(**self.hparams, objective=build_objective(spec))
+            except TypeError as error:
+                raise ObjmmError(f"reweight.objectives.{name}: {error}") from None
+        trajectory = expert_trajectory(s.expert, self.env["id"])
+        reference = torch.cat([trajectory.data["obs"], trajectory.data["action"]], dim=-1)
+        self.out.mkdir(parents=True, exist_ok=True)
+        table = self.table(settings)
+        pool = UniformPool(self.env["id"], s.pool, seed=derive_seed(self.seed, "pool"))
+        distances = self.pool_distances(pool, reference)
+        cells = [
+            {"name": cell_name(size, bound), "size": size, "bound": bound}
+            for bound in s.bounds
+            for size in s.sizes
+            if cell_name(size, bound) not in table["cells"]
+        ]
+        print(
+            f"reweight: {len(s.sizes) * len(s.bounds)} cells ({len(table['cells'])} already in {self.out / TABLE}), "
+            f"{len(s.objectives)} objectives ({', '.join(s.objectives)}), {s.episodes} episodes per model, "
+            f"on {self.device}",
+            flush=True,
+        )
+        plain = {**settings, "batch_size": self.batch_size}
+        start = time.perf_counter()
+
+        def land(args: tuple, result: dict) -> None:
+            table["cells"][result["name"]] = result
+            atomic.write_json(self.out / TABLE, table)
+            rewards = ", ".join(f"{n} {result[n]['reward/mean']:.1f}" for n in s.objectives)
+            print(
+                f"reweight: cell {result['name']} ({result['rows']} rows, {len(table['cells'])}/"
+                f"{len(s.sizes) * len(s.bounds)} done): {rewards}; {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
+            if self.logger:
+                self.logger.log_metrics({f"{result['name']}/{n}": result[n]["reward/mean"] for n in s.objectives})
+
+        arguments = []
+        for cell in cells:
+            dataset = near_reference_dataset(
+                pool, distances, cell["size"], cell["bound"], seed=self.seed, **self.env["kwargs"]
+            )
+            cell = {**cell, "rows": len(dataset), "pool_within_bound": dataset.metadata["pool_rows_within_bound"]}
+            rows = {k: dataset.data[k] for k in ("obs", "action", "next_obs")}
+            arguments.append((cell, rows, self.hparams, plain, self.env, self.seed, self.device))
+        if s.ray.address:
+            run_tasks(s.ray, evaluate_cell, arguments, land)
+        else:
+            for args in arguments:
+                land(args, evaluate_cell(*args))
+        return self.finish(table)
+
+    def finish(self, table: dict) -> dict:
+        s = self.settings
+        rewards = {
+            name: np.array(
+                [
+                    [
+                        table["cells"].get(cell_name(size, bound), {}).get(name, {}).get("reward/mean", np.nan)
+                        for size in s.sizes
+                    ]
+                    for bound in s.bounds
+                ]
+            )
+            for name in s.objectives
+        }
+        figure = plot_reweight(
+            s.sizes,
+            s.bounds,
+            rewards,
+            s.baseline,
+            path=self.out / FIGURE,
+            title=f"Mean reward of {s.episodes} episodes per model, {self.env['id']}",
+        )
+        if self.logger:
+            import wandb
+
+            self.logger.experiment.log({"reweight/fig8": wandb.Image(str(figure))})
+        print(f"reweight: {len(table['cells'])} cells -> {self.out / TABLE}, {figure}")
+        return table
+
+
+def main(argv: list[str]) -> None:
+    from objmm.cli import experiment_cli
+
+    cli = experiment_cli("reweight", __doc__.splitlines()[0], argv, {"reweight": ReweightSettings})
+    run = ReweightRun(cli)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the same objmm reweight command goes on from {run.out / TABLE}") from None

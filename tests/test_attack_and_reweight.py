@@ -1,0 +1,170 @@
+"""The experiments of Sec. 4.3, Sec. 5 and Appendices D-E on tiny configs: the CMA-ES attack (its LL
+bound, a kill and the resume), the reweight grid, model pairs, online re-weighting in PETS, bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from objmm.data import TransitionDataset
+from objmm.envs import get_task
+from objmm.objectives.distance_weighted import trajectory_rewards
+from objmm.training import DynamicsModule
+from objmm.training.metrics import dataset_metrics
+from objmm.training.saved_models import load_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CARTPOLE = "objmm/PETSCartpole-v0"
+ATTACK = ["attack", "--config", str(ROOT / "configs" / "attack" / "tiny.yaml")]
+REWEIGHT = ["reweight", "--config", str(ROOT / "configs" / "reweight" / "tiny.yaml")]
+PAIRS = ["pairs", "--config", str(ROOT / "configs" / "pairs" / "tiny.yaml")]
+POPULATION = ["population", "--config", str(ROOT / "configs" / "population" / "tiny.yaml")]
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory, objmm_in):
+    """A pets_tiny run and a 3-generation attack on its last model, with the run's data as the expert."""
+    where = tmp_path_factory.mktemp("attack")
+    objmm_in(
+        where,
+        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")],
+        [*ATTACK, "--attack.expert", "runs/pets_tiny/dataset", "--attack.out", "reference"],
+    )
+    return where
+
+
+def history(out: Path) -> list[dict]:
+    return [
+        {k: v for k, v in h.items() if k != "seconds"} for h in json.loads((out / "attack.json").read_text())["history"]
+    ]
+
+
+def test_the_attack_never_keeps_a_candidate_below_the_ll_bound(attacked):
+    summary = json.loads((attacked / "reference" / "attack.json").read_text())
+    bound, steps = summary["start"]["ll"], summary["history"]
+    assert len(steps) == 3
+    # sigma 0.05 sends some candidates below the bound: the test sees the bound at work
+    assert any(h["inside_bound"] < h["popsize"] for h in steps)
+    assert all(h["member_ll"] >= bound for h in steps if "member_ll" in h)
+    assert summary["best"]["ll"] >= bound and summary["best"]["reward"] <= summary["start"]["reward"]
+    # the saved attacked model has the LL the summary says, at or above the bound
+    module, info = load_model(attacked / "reference" / "attacked.pt")
+    validation = TransitionDataset.load(attacked / "runs" / "pets_tiny" / "dataset")
+    ll = dataset_metrics(module.model, validation, None, "random", 4096, 0)["paper_ll"]
+    assert ll == pytest.approx(summary["best"]["ll"], abs=1e-5) and ll >= bound
+    for figure in ("fig6.png", "fig7.png"):
+        assert (attacked / "reference" / figure).stat().st_size > 10_000
+
+
+def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_path, objmm_in):
+    work = tmp_path / "work"
+    shutil.copytree(attacked / "runs", work / "runs")
+    args = [*ATTACK, "--attack.out", "killed"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from objmm.cli import main; main()", *args],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    summary, deadline = work / "killed" / "attack.json", time.monotonic() + 120
+    while time.monotonic() < deadline and not (summary.exists() and json.loads(summary.read_text())["history"]):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(history(work / "killed"))
+    assert 1 <= done <= 3
+    objmm_in(work, args)
+    # the resumed attack took the same path as the uninterrupted one
+    assert history(work / "killed") == history(attacked / "reference")
+
+
+def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of):
+    monkeypatch.chdir(tmp_path)
+    deterministic = DynamicsModule(members=1, width=8, depth=1, probabilistic=False)
+    save_model(tmp_path / "d.pt", deterministic)
+    message = error_of(
+        *ATTACK, "--attack.model", "d.pt", "--attack.validation", str(attacked / "runs/pets_tiny/dataset")
+    )
+    assert "d.pt is a deterministic model (D or DE): it has no likelihood" in message and "\n" not in message
+    (tmp_path / "empty_run").mkdir()
+    message = error_of(*ATTACK, "--attack.model", "empty_run")
+    assert message == "objmm: error: attack.model: empty_run holds no saved per-trial models (models/trial_NN.pt)"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("attack_state.pkl"))
+
+
+def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys):
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], REWEIGHT)
+    table = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())
+    assert set(table["cells"]) == {"S10_eps2", "S40_eps2", "S10_eps15.66", "S40_eps15.66"}
+    for cell in table["cells"].values():
+        assert cell["rows"] <= cell["size"] and cell["rows"] <= cell["pool_within_bound"]
+        for name in ("nll", "distance", "reward"):
+            assert len(cell[name]["rewards"]) == 2 and cell[name]["reward/mean"] >= 0
+    assert Path("runs/reweight_tiny/fig8.png").stat().st_size > 10_000
+    capsys.readouterr()
+    objmm_in(in_tmp, REWEIGHT)  # all cells done: nothing is trained again
+    out = capsys.readouterr().out
+    assert "4 cells (4 already in" in out and "reweight: cell" not in out
+    assert json.loads(Path("runs/reweight_tiny/reweight.json").read_text()) == table
+
+
+def test_a_reweight_objective_of_another_env_is_one_line(in_tmp, error_of):
+    from objmm.data import random_rollouts
+
+    random_rollouts("objmm/PETSHalfCheetah-v0", 1, 5).save("cheetah")
+    random_rollouts("objmm/PETSCartpole-v0", 1, 5).save("expert")
+    objective = (
+        "{distance: {class_path: objmm.objectives.DistanceWeighted, init_args: {expert: cheetah}}, "
+        "nll: {class_path: objmm.objectives.GaussianNLL}}"
+    )
+    message = error_of(*REWEIGHT, "--reweight.expert", "expert", "--reweight.objectives", objective)
+    assert "DistanceWeighted.expert cheetah is an expert dataset of objmm/PETSHalfCheetah-v0" in message
+    assert "\n" not in message and not Path("runs/reweight_tiny/reweight.json").exists()
+
+
+def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of):
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], POPULATION, PAIRS)
+    found = json.loads(Path("runs/pairs_tiny/pairs.json").read_text())["pairs"]
+    assert len(found) == 1
+    pair = found[0]
+    assert pair["reward"][0] >= pair["reward"][1] and len(set(pair["models"])) == 2
+    assert Path(pair["figure"]).stat().st_size > 10_000 and pair["mean_action_gap"] >= 0
+    message = error_of(*PAIRS, "--pairs.tolerance", "0", "--pairs.min_gap", "1000")
+    assert message.startswith("objmm: error: no two of the 3 models have random/random/paper_ll within 0.0")
+    message = error_of(*PAIRS, "--pairs.table", "nothing.json")
+    assert (
+        message
+        == "objmm: error: pairs.table: no population table at nothing.json (objmm population writes population.json)"
+    )
+
+
+def test_online_reweighting_in_pets_follows_the_best_episode(in_tmp, objmm_in):
+    objmm_in(
+        in_tmp,
+        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"),
+         "--model.objective", "objmm.objectives.DistanceWeighted"],
+    )  # fmt: skip
+    state = json.loads(Path("runs/pets_tiny/state.json").read_text())
+    assert state["finished_trials"] == 3
+    last = state["history"][-1]
+    # the trained loss is the weighted NLL: every weight is at most 1, and most rows are off the best episode
+    assert last["train_data/loss"] != pytest.approx(last["train_data/nll"])
+    module, _ = load_model(Path("runs/pets_tiny/models/trial_02.pt"))
+    objective = module.objective
+    assert type(objective).__name__ == "DistanceWeighted" and objective.expert is None
+    # the reference it trained with is rebuilt at fit start: the best episode of the rows trained on
+    dataset = TransitionDataset.load("runs/pets_tiny/dataset").head(last["rows"] - 30)
+    train, _ = dataset.split(0.9, seed=0, by="rows")
+    objective.on_fit_start(train)
+    _, rewards = trajectory_rewards(train, get_task(CARTPOLE), {})
+    assert len(rewards) == 4 and objective.reference.shape[0] == 27  # 2 initial + 2 trials; 0.9 of 30 steps
+    assert objective.reference_rewards == [pytest.approx(float(rewards.max()))]
+    assert torch.isfinite(torch.tensor(last["train_data/loss"]))
