@@ -17,7 +17,7 @@ from scipy import stats
 
 from objmm.cli import main
 from objmm.data import load_source
-from objmm.experiments.population import block_rewards
+from objmm.experiments.rewards import stacked_rewards
 from objmm.models import DynamicsModel, StackedDynamics
 from objmm.stats import correlation
 from objmm.training import DynamicsModule
@@ -83,8 +83,8 @@ def test_a_model_plans_the_same_episodes_in_a_stack_of_k_as_alone():
         "cem": {"horizon": 4, "population": 12, "elites": 3, "iterations": 2},
     }
     env = {"id": CARTPOLE, "kwargs": {}}
-    stacked = block_rewards(modules, settings, env, seed=5, device="cpu")
-    alone = np.concatenate([block_rewards([m], settings, env, seed=5, device="cpu") for m in modules])
+    stacked = stacked_rewards(modules, settings, env, seed=5, device="cpu")
+    alone = np.concatenate([stacked_rewards([m], settings, env, seed=5, device="cpu") for m in modules])
     np.testing.assert_allclose(stacked, alone, rtol=1e-9)
     assert len(np.unique(stacked.round(6))) > 1  # the models (and episodes) do differ
 

@@ -42,7 +42,7 @@ from objmm import atomic
 from objmm.data import TransitionDataset, load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
-from objmm.experiments.population import block_rewards
+from objmm.experiments.rewards import stacked_rewards
 from objmm.planning import CEMConfig
 from objmm.plots import plot_attack_path
 from objmm.seeding import derive_seed
@@ -243,7 +243,7 @@ class AttackRun:
         for i in range(0, len(modules), s.stack):
             block = modules[i : i + s.stack]
             where = f"{prefix}block {i // s.stack + 1}/{blocks}, episode " if prefix else ""
-            returns = block_rewards(block, settings, self.env, derive_seed(self.seed, episodes), self.device, where)
+            returns = stacked_rewards(block, settings, self.env, derive_seed(self.seed, episodes), self.device, where)
             out.extend(returns.mean(axis=1).tolist())
         return np.array(out)
 

@@ -34,11 +34,10 @@ from objmm import atomic
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.ray_cluster import RaySettings, run_tasks
+from objmm.experiments.rewards import stacked_rewards
 from objmm.experiments.sweeps import model_type
-from objmm.models import StackedDynamics
-from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
+from objmm.planning import CEMConfig
 from objmm.plots import plot_population
-from objmm.progress import episode_progress
 from objmm.seeding import derive_seed
 from objmm.stats import correlation
 from objmm.training.metrics import dataset_metrics
@@ -175,38 +174,12 @@ def evaluate_block(
                     module.model, data, module.objective, mode, settings["batch_size"], derive_seed(seed, "batches")
                 )
                 row.update({f"{name}/{mode}/{k}": metrics[k] for k in TABLE_METRICS if k in metrics})
-    rewards = block_rewards(modules, settings, env, seed, device, progress_prefix)
+    rewards = stacked_rewards(modules, settings, env, seed, device, progress_prefix)
     for row, returns in zip(out, rewards, strict=True):
         row.update(
             {"reward/mean": float(returns.mean()), "reward/std": float(returns.std()), "rewards": returns.tolist()}
         )
     return out
-
-
-def block_rewards(modules, settings: dict, env: dict, seed: int, device: str, prefix: str = "") -> np.ndarray:
-    """Real episode rewards [K, episodes]: K models x E episodes planned at once, one stack pass per
-    step. Episode e starts from the same state and its planner draws the same samples for every
-    model, in any stack (common random numbers: models differ only in themselves), so a model's
-    rewards do not depend on K or on the models beside it."""
-    from objmm.envs import get_task
-
-    k, episodes = len(modules), settings["episodes"]
-    task = get_task(env["id"])
-    stacked = StackedDynamics([m.model for m in modules]).to(device)
-    planner = CEMPlanner.for_dynamics(task, stacked.predict_next, CEMConfig(**settings["cem"]), env["kwargs"], device)
-    planner.common_noise(derive_seed(seed, "population-plan"), blocks=k)
-    starts = [derive_seed(seed, "population-episode", e) for _ in range(k) for e in range(episodes)]
-    record = collect_episodes(
-        env["id"],
-        planner,
-        k * episodes,
-        seed=starts,
-        steps=settings["episode_steps"],
-        device=device,
-        progress=episode_progress(prefix) if prefix else None,
-        **(env["kwargs"] or {}),
-    )
-    return record.returns.reshape(k, episodes)
 
 
 # ----------------------------------------------------------------------------- the table

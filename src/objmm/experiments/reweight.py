@@ -31,8 +31,8 @@ from objmm.data import TransitionDataset
 from objmm.data.uniform_pool import UniformPool, near_reference_dataset
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import expert_trajectory
-from objmm.experiments.population import block_rewards
 from objmm.experiments.ray_cluster import RaySettings, run_tasks
+from objmm.experiments.rewards import stacked_rewards
 from objmm.planning import CEMConfig
 from objmm.plots import plot_reweight
 from objmm.seeding import derive_seed
@@ -138,7 +138,7 @@ def evaluate_cell(cell: dict, rows: dict, hparams: dict, settings: dict, env: di
     ]
     trained = time.perf_counter() - t0
     prefix = f"  cell {cell['name']}: episode "
-    returns = block_rewards(modules, settings, env, derive_seed(seed, "reweight-episodes"), device, prefix)
+    returns = stacked_rewards(modules, settings, env, derive_seed(seed, "reweight-episodes"), device, prefix)
     out = dict(cell, train_seconds=trained, seconds=time.perf_counter() - t0)
     for name, r in zip(settings["objectives"], returns, strict=True):
         out[name] = {"reward/mean": float(r.mean()), "reward/std": float(r.std()), "rewards": r.tolist()}

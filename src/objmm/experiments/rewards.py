@@ -1,0 +1,36 @@
+"""The real reward of K models at once: one stacked network, common random numbers (`objmm population`,
+`objmm attack`, `objmm reweight` all measure rewards here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from objmm.envs import get_task
+from objmm.models import StackedDynamics
+from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
+from objmm.progress import episode_progress
+from objmm.seeding import derive_seed
+
+
+def stacked_rewards(modules, settings: dict, env: dict, seed: int, device: str, prefix: str = "") -> np.ndarray:
+    """Real episode rewards [K, episodes]: K models x E episodes planned at once, one stack pass per
+    step. Episode e starts from the same state and its planner draws the same samples for every
+    model, in any stack (common random numbers: models differ only in themselves), so a model's
+    rewards do not depend on K or on the models beside it."""
+    k, episodes = len(modules), settings["episodes"]
+    task = get_task(env["id"])
+    stacked = StackedDynamics([m.model for m in modules]).to(device)
+    planner = CEMPlanner.for_dynamics(task, stacked.predict_next, CEMConfig(**settings["cem"]), env["kwargs"], device)
+    planner.common_noise(derive_seed(seed, "population-plan"), blocks=k)
+    starts = [derive_seed(seed, "population-episode", e) for _ in range(k) for e in range(episodes)]
+    record = collect_episodes(
+        env["id"],
+        planner,
+        k * episodes,
+        seed=starts,
+        steps=settings["episode_steps"],
+        device=device,
+        progress=episode_progress(prefix) if prefix else None,
+        **(env["kwargs"] or {}),
+    )
+    return record.returns.reshape(k, episodes)
