@@ -33,13 +33,12 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from objmm import atomic
-from objmm.data import TransitionDataset, load_source
+from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
 from objmm.experiments.rewards import stacked_rewards
@@ -66,9 +65,7 @@ class AttackSettings:
             trajectory become fig6.png (optional).
         generations: CMA-ES generations.
         popsize: candidates per generation (default: cma's 4 + 3 ln n).
-        sigma: CMA-ES's initial step, in the units of the searched vector (plain: the head's weights).
-        search: `plain` (the head's weights) or `whitened` (changes of them scaled by the validation
-            rows' features, see `Head`).
+        sigma: CMA-ES's initial step, in the units of the head's weights.
         episodes: real episodes per candidate (the paper: 5).
         stack: candidates per batched network (K).
         episode_steps: steps per episode (default: the task's).
@@ -84,7 +81,6 @@ class AttackSettings:
     generations: int = 30
     popsize: int | None = None
     sigma: float = 0.01
-    search: Literal["plain", "whitened"] = "plain"
     episodes: int = 5
     stack: int = 8
     episode_steps: int | None = None
@@ -123,67 +119,28 @@ def model_file(entry: str) -> Path:
 
 
 class Head:
-    """The last layer of a model as one flat vector, and models with another vector in its place.
+    """The last layer of a model as one flat vector (weights, then biases), and models with another
+    vector in its place."""
 
-    `plain`: the vector is the layer's weights and biases. `whitened`: the vector z is a change of
-    them in the basis of the layer's inputs on the validation rows, scaled to unit second moment
-    there (per member: the eigenvectors U and eigenvalues s of the mean of [h, 1][h, 1]^T over the
-    rows, W = W0 + U s^-1/2 z). A unit step in any direction of z then moves the validation
-    predictions by the same amount, so the search is not spent on the few directions the data
-    excites most (which cost the most LL); directions the data barely excites (eigenvalues below
-    1e-6 of the largest are held there) move predictions mostly off the data, where the planner's
-    candidates go. It is the same search as a plain one started from the covariance
-    (U s^-1 U^T) per output, not a different attack.
-    """
-
-    def __init__(self, module, search: str = "plain", validation: TransitionDataset | None = None):
-        self.module, self.search = module, search
+    def __init__(self, module):
+        self.module = module
         layer = module.model.net.layers[-1]
         self.shapes = [layer.weight.shape, layer.bias.shape]
-        self.basis = None
-        if search == "whitened":
-            features = penultimate_features(module, validation)  # [M, N, H]
-            features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1).double()
-            second = features.transpose(1, 2) @ features / features.shape[1]  # [M, H + 1, H + 1]
-            values, vectors = torch.linalg.eigh(second)
-            values = values.clamp_min(values[:, -1:] * 1e-6)
-            self.basis = (vectors / values.sqrt().unsqueeze(1)).to(layer.weight)  # [M, H + 1, H + 1]
 
     def vector(self) -> np.ndarray:
-        """The start of the search: the layer itself (plain), or no change (whitened)."""
         layer = self.module.model.net.layers[-1]
-        if self.basis is not None:
-            return np.zeros(layer.weight.numel() + layer.bias.numel())
         return torch.cat([layer.weight.detach().flatten(), layer.bias.detach().flatten()]).double().cpu().numpy()
 
     def with_vector(self, theta: np.ndarray):
-        """A copy of the module whose last layer holds `theta` (whitened: is changed by `theta`)."""
+        """A copy of the module whose last layer holds `theta`."""
         module = copy.deepcopy(self.module)
         layer = module.model.net.layers[-1]
         flat = torch.as_tensor(np.asarray(theta), dtype=layer.weight.dtype, device=layer.weight.device)
         n = layer.weight.numel()
         with torch.no_grad():
-            if self.basis is None:
-                layer.weight.copy_(flat[:n].view(self.shapes[0]))
-                layer.bias.copy_(flat[n:].view(self.shapes[1]))
-            else:
-                z = torch.cat([flat[:n].view(self.shapes[0]), flat[n:].view(self.shapes[1])], dim=1)  # [M, H + 1, out]
-                change = self.basis @ z
-                layer.weight.add_(change[:, :-1])
-                layer.bias.add_(change[:, -1:])
+            layer.weight.copy_(flat[:n].view(self.shapes[0]))
+            layer.bias.copy_(flat[n:].view(self.shapes[1]))
         return module
-
-
-@torch.no_grad()
-def penultimate_features(module, dataset: TransitionDataset) -> torch.Tensor:
-    """The last layer's inputs on every row of `dataset`: [members, rows, width]."""
-    model = module.model
-    device = model.input_mean.device
-    obs, action = dataset.data["obs"].to(device), dataset.data["action"].to(device)
-    x = (model._raw_inputs(obs, action) - model.input_mean) / model.input_std
-    for layer in model.net.hidden:
-        x = torch.nn.functional.silu(layer(x))
-    return x.expand(model.members, *x.shape[-2:])
 
 
 class AttackRun:
@@ -210,7 +167,7 @@ class AttackRun:
                 "to keep; attack a P or PE model"
             )
         self.validation = load_source(s.validation, self.env["id"], seed=self.seed, **self.env["kwargs"])
-        self.module, self.head = module.eval(), Head(module, s.search, self.validation)
+        self.module, self.head = module.eval(), Head(module)
 
     def plain_settings(self) -> dict:
         """What makes two attacks the same (one's state can go on as the other; generations may grow)."""
@@ -222,7 +179,6 @@ class AttackRun:
             "seed": self.seed,
             "popsize": s.popsize,
             "sigma": s.sigma,
-            "search": s.search,
             "episodes": s.episodes,
             "episode_steps": s.episode_steps,
             "cem": asdict(s.cem),
