@@ -63,6 +63,9 @@ def test_distance_weighted_nll_equals_the_hand_computed_value(tmp_path):
     expected = [2.0 * nll_1, 2.0 * math.exp(-math.hypot(0.5, 1.2)) * nll_2]
     assert loss.shape == (1, 2) and loss[0].tolist() == pytest.approx(expected, rel=1e-6)
     assert GaussianNLL()(Prediction(mean, logvar), target, batch)[0].tolist() == pytest.approx([nll_1, nll_2], rel=1e-6)
+    floored = DistanceWeighted(expert=objective.expert, c=2.0, floor=0.6)  # 2 exp(-1.3) = 0.545 is raised to 0.6
+    floored.bind(TASK, {})
+    assert floored.weight(batch).tolist() == pytest.approx([2.0, 0.6])
 
 
 def test_reward_weighted_mse_equals_the_hand_computed_value():

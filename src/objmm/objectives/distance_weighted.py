@@ -1,5 +1,5 @@
 """The paper's re-weighted loss (Sec. 5, Eq. 2): each row's loss times omega = c exp(-d*), d* the row's
-distance to a reference trajectory (`objmm.data.distance`).
+distance to a reference trajectory (`objmm.data.distance`), optionally at least `floor`.
 
     model:
       objective:
@@ -60,6 +60,7 @@ class DistanceWeighted(Objective):
         trajectories: int = 1,
         c: float = 1.0,
         scale: list[float] | None = None,
+        floor: float = 0.0,
         loss: Literal["nll", "mse"] = "nll",
     ):
         """
@@ -71,12 +72,17 @@ class DistanceWeighted(Objective):
             c: omega's factor (the paper: 1, so a row on the reference weighs 1).
             scale: divide each [obs, action] entry's difference by this before d* (default: raw units,
                 the paper's bounds 0.28 ... 15.66; see objmm.data.distance).
+            floor: the smallest weight (the paper: 0). Above 0, rows far from the reference still count a
+                little, which keeps the model usable where the controller strays (online re-weighting).
             loss: the weighted loss, `nll` (probabilistic models) or `mse` (deterministic ones).
         """
         check_loss(loss)
-        if trajectories < 1 or not c > 0:
-            raise ObjmmError(f"DistanceWeighted needs trajectories >= 1 and c > 0, got {trajectories} and {c}")
+        if trajectories < 1 or not c > 0 or not 0 <= floor <= c:
+            raise ObjmmError(
+                f"DistanceWeighted needs trajectories >= 1, c > 0 and 0 <= floor <= c, got {trajectories}, {c}, {floor}"
+            )
         self.expert, self.trajectories, self.c, self.scale, self.loss = expert, trajectories, c, scale, loss
+        self.floor = floor
         self.needs_variance = loss == "nll"
         self.name = f"distance_weighted_{loss}"
         self.task: Task | None = None
@@ -134,13 +140,14 @@ class DistanceWeighted(Objective):
         self.set_reference(train_set, [trajectories[i] for i in best], rewards[best])
 
     def weight(self, batch: TensorDictBase) -> torch.Tensor:
-        """omega = c exp(-d*) of every row of the batch: [...] for obs [..., O]."""
+        """omega = max(floor, c exp(-d*)) of every row of the batch: [...] for obs [..., O]."""
         if self.reference is None:
             raise ObjmmError("DistanceWeighted has no reference yet: it is set when the model is built (expert) or fit")
         rows = torch.cat([batch["obs"], batch["action"]], dim=-1)
         if self.reference.device != rows.device:
             self.reference = self.reference.to(rows.device)
-        return self.c * torch.exp(-min_distance(rows, self.reference, self.task.periodic_dims, self.scale))
+        weight = self.c * torch.exp(-min_distance(rows, self.reference, self.task.periodic_dims, self.scale))
+        return weight.clamp_min(self.floor) if self.floor else weight
 
     def __call__(self, prediction: Prediction, target: torch.Tensor, batch: TensorDictBase) -> torch.Tensor:
         return base_loss(self.loss, prediction, target) * self.weight(batch)
