@@ -1,4 +1,8 @@
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -52,3 +56,20 @@ def objmm_in():
             os.chdir(cwd)
 
     return run
+
+
+def kill_when(args: list[str], cwd, ready, timeout: float = 120) -> None:
+    """Start `objmm args` in a process of its own inside `cwd` and SIGKILL it as soon as `ready()`
+    is true (a result it writes has appeared), or after `timeout` seconds."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from objmm.cli import main; main()", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    deadline = time.monotonic() + timeout
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -2,16 +2,12 @@
 bound, a kill and the resume), the reweight grid, model pairs, online re-weighting in PETS, bad input."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import kill_when
 
 from objmm.data import TransitionDataset
 from objmm.envs import get_task
@@ -67,18 +63,8 @@ def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_p
     work = tmp_path / "work"
     shutil.copytree(attacked / "runs", work / "runs")
     args = [*ATTACK, "--attack.out", "killed"]
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from objmm.cli import main; main()", *args],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "WANDB_MODE": "offline"},
-    )
-    summary, deadline = work / "killed" / "attack.json", time.monotonic() + 120
-    while time.monotonic() < deadline and not (summary.exists() and json.loads(summary.read_text())["history"]):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    summary = work / "killed" / "attack.json"
+    kill_when(args, work, lambda: summary.exists() and bool(json.loads(summary.read_text())["history"]))
     done = len(history(work / "killed"))
     assert 1 <= done <= 3
     objmm_in(work, args)
@@ -114,6 +100,20 @@ def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys):
     out = capsys.readouterr().out
     assert "4 cells (4 already in" in out and "reweight: cell" not in out
     assert json.loads(Path("runs/reweight_tiny/reweight.json").read_text()) == table
+
+
+@pytest.mark.slow
+def test_reweight_cells_on_ray_give_the_same_table(in_tmp, objmm_in):
+    pytest.importorskip("ray")
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], REWEIGHT)
+    ray = ["--reweight.out", "on_ray", "--reweight.ray.address", "local", "--reweight.ray.num_cpus", "2"]
+    objmm_in(in_tmp, [*REWEIGHT, *ray])
+    here = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())["cells"]
+    there = json.loads(Path("on_ray/reweight.json").read_text())["cells"]
+    strip = ("seconds", "train_seconds")
+    assert {k: {f: v for f, v in c.items() if f not in strip} for k, c in here.items()} == {
+        k: {f: v for f, v in c.items() if f not in strip} for k, c in there.items()
+    }
 
 
 def test_a_reweight_objective_of_another_env_is_one_line(in_tmp, error_of):

@@ -2,17 +2,13 @@
 survives a kill, Ray, and bad input."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import kill_when
 from scipy import stats
 
 from objmm.cli import main
@@ -133,18 +129,7 @@ def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, t
     work = tmp_path / "work"
     shutil.copytree(pets_runs / "runs", work / "runs")
     args = [*POPULATION, "--population.stack", "1", "--population.out", "killed"]
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from objmm.cli import main; main()", *args],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "WANDB_MODE": "offline"},
-    )
-    deadline = time.monotonic() + 120
-    while not (work / "killed" / "population.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(args, work, lambda: (work / "killed" / "population.json").exists())
     assert 1 <= len(table(work / "killed")) <= 3
     objmm_in(work, args)
     # K = 1 after a kill gives the numbers of K = 2 uninterrupted: a model plans alone as in a stack

@@ -131,6 +131,11 @@ def evaluate_cell(cell: dict, rows: dict, hparams: dict, settings: dict, env: di
     data in and out, so that a Ray worker can run it."""
     dataset = TransitionDataset.from_tensors(env["id"], **{k: torch.as_tensor(v) for k, v in rows.items()})
     t0 = time.perf_counter()
+    print(
+        f"  cell {cell['name']}: training {len(settings['objectives'])} models "
+        f"({', '.join(settings['objectives'])}) for {settings['train_steps']} steps on {len(dataset)} rows",
+        flush=True,
+    )
     cell_seed = derive_seed(seed, "cell", cell["size"], cell["bound"])
     modules = [
         fit_model(hparams, spec, dataset, settings["train_steps"], settings["batch_size"], cell_seed, device)
