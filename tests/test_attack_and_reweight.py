@@ -93,7 +93,9 @@ def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys):
     for cell in table["cells"].values():
         assert cell["rows"] <= cell["size"] and cell["rows"] <= cell["pool_within_bound"]
         for name in ("nll", "distance", "reward"):
-            assert len(cell[name]["rewards"]) == 2 and cell[name]["reward/mean"] >= 0
+            rewards = cell[name]["rewards"]  # [models][episodes]
+            assert len(rewards) == 2 and len(rewards[0]) == 2 and cell[name]["reward/mean"] >= 0
+            assert cell[name]["model_means"] == pytest.approx([sum(r) / 2 for r in rewards])
     assert Path("runs/reweight_tiny/fig8.png").stat().st_size > 10_000
     capsys.readouterr()
     objmm_in(in_tmp, REWEIGHT)  # all cells done: nothing is trained again

@@ -57,6 +57,8 @@ class ReweightSettings:
         objectives: name -> objective (`class_path`, `init_args`), one model each per cell.
         baseline: the objective the others are compared with (fig8.png's difference panels).
         train_steps: gradient steps of every model (the same for every S, so small sets are not undertrained).
+        models: models per objective and cell, each from its own initial weights (the same for every
+            objective): the spread between models is most of a cell's noise.
         episodes: real MPC episodes per model (the paper: 100).
         episode_steps: steps per episode (default: the task's).
         cem: the planner (Table 1: cartpole 25/400/40/5).
@@ -71,6 +73,7 @@ class ReweightSettings:
     objectives: dict[str, dict] = field(default_factory=lambda: {"nll": {"class_path": "objmm.objectives.GaussianNLL"}})
     baseline: str = "nll"
     train_steps: int = 2000
+    models: int = 1
     episodes: int = 5
     episode_steps: int | None = None
     cem: CEMConfig = field(default_factory=CEMConfig)
@@ -82,6 +85,7 @@ class ReweightSettings:
             "reweight",
             pool=self.pool,
             train_steps=self.train_steps,
+            models=self.models,
             episodes=self.episodes,
             episode_steps=self.episode_steps,
         )
@@ -127,26 +131,42 @@ def fit_model(
 
 
 def evaluate_cell(cell: dict, rows: dict, hparams: dict, settings: dict, env: dict, seed: int, device: str) -> dict:
-    """Train one model per objective on the cell's rows and measure each one's real reward. Plain
+    """Train `models` models per objective on the cell's rows (model i of every objective from the
+    same initial weights and bootstrap) and measure each one's real reward, all in one stack. Plain
     data in and out, so that a Ray worker can run it."""
     dataset = TransitionDataset.from_tensors(env["id"], **{k: torch.as_tensor(v) for k, v in rows.items()})
     t0 = time.perf_counter()
     print(
-        f"  cell {cell['name']}: training {len(settings['objectives'])} models "
+        f"  cell {cell['name']}: training {settings['models']} x {len(settings['objectives'])} models "
         f"({', '.join(settings['objectives'])}) for {settings['train_steps']} steps on {len(dataset)} rows",
         flush=True,
     )
-    cell_seed = derive_seed(seed, "cell", cell["size"], cell["bound"])
+    k = settings["models"]
     modules = [
-        fit_model(hparams, spec, dataset, settings["train_steps"], settings["batch_size"], cell_seed, device)
+        fit_model(
+            hparams,
+            spec,
+            dataset,
+            settings["train_steps"],
+            settings["batch_size"],
+            derive_seed(seed, "cell", cell["size"], cell["bound"], i),
+            device,
+        )
         for spec in settings["objectives"].values()
+        for i in range(k)
     ]
     trained = time.perf_counter() - t0
     prefix = f"  cell {cell['name']}: episode "
     returns = stacked_rewards(modules, settings, env, derive_seed(seed, "reweight-episodes"), device, prefix)
     out = dict(cell, train_seconds=trained, seconds=time.perf_counter() - t0)
-    for name, r in zip(settings["objectives"], returns, strict=True):
-        out[name] = {"reward/mean": float(r.mean()), "reward/std": float(r.std()), "rewards": r.tolist()}
+    for j, name in enumerate(settings["objectives"]):
+        r = returns[j * k : (j + 1) * k]  # [models, episodes]
+        out[name] = {
+            "reward/mean": float(r.mean()),
+            "reward/std": float(r.std()),
+            "model_means": r.mean(axis=1).tolist(),
+            "rewards": r.tolist(),
+        }
     return out
 
 
@@ -179,6 +199,7 @@ class ReweightRun:
             "pool": s.pool,
             "objectives": s.objectives,
             "train_steps": s.train_steps,
+            "models": s.models,
             "episodes": s.episodes,
             "episode_steps": s.episode_steps,
             "cem": asdict(s.cem),
