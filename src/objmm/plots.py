@@ -275,12 +275,17 @@ def plot_attack_path(*args, path: Path, **kwargs) -> Path:
 
 
 def attack_path_figure(
-    lls: Sequence[float], rewards: Sequence[float], start: tuple[float, float], bound: float, title=""
+    generations: Sequence[int],
+    lls: Sequence[float],
+    rewards: Sequence[float],
+    start: tuple[float, float],
+    bound: float,
+    title="",
 ):
-    """Fig. 7: the best member of each CMA-ES generation in LL-reward space, from the start model
-    to the end, the generation as colour; the LL bound the attack may not cross as a dashed line."""
+    """Fig. 7: the best member of each CMA-ES generation (of those with a member within the bound)
+    in LL-reward space, from the start model to the end, the generation as colour; the LL bound the
+    attack may not cross as a dashed line."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    generations = np.arange(1, len(lls) + 1)
     ax.plot([start[0], *lls], [start[1], *rewards], color="grey", lw=0.8, zorder=1)
     points = ax.scatter(lls, rewards, c=generations, cmap="viridis", s=22, zorder=2)
     ax.scatter([start[0]], [start[1]], marker="*", s=140, color="tab:red", zorder=3, label="start")

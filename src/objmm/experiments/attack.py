@@ -331,6 +331,7 @@ class AttackRun:
         path = [h for h in state["history"] if "member_reward" in h]
         figures = [
             plot_attack_path(
+                [h["generation"] for h in path],
                 [h["member_ll"] for h in path],
                 [h["member_reward"] for h in path],
                 (start["ll"], start["reward"]),
