@@ -130,6 +130,11 @@ def test_a_reweight_objective_of_another_env_is_one_line(in_tmp, error_of):
     message = error_of(*REWEIGHT, "--reweight.expert", "expert", "--reweight.objectives", objective)
     assert "DistanceWeighted.expert cheetah is an expert dataset of objmm/PETSHalfCheetah-v0" in message
     assert "\n" not in message and not Path("runs/reweight_tiny/reweight.json").exists()
+    online = (
+        "{nll: {class_path: objmm.objectives.GaussianNLL}, online: {class_path: objmm.objectives.DistanceWeighted}}"
+    )
+    message = error_of(*REWEIGHT, "--reweight.expert", "expert", "--reweight.objectives", online)
+    assert message.startswith("objmm: error: reweight.objectives.online: DistanceWeighted needs an expert here")
 
 
 def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of):

@@ -33,6 +33,7 @@ from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import expert_trajectory
 from objmm.experiments.ray_cluster import RaySettings, run_tasks
 from objmm.experiments.rewards import stacked_rewards
+from objmm.objectives import DistanceWeighted
 from objmm.planning import CEMConfig
 from objmm.plots import plot_reweight
 from objmm.seeding import derive_seed
@@ -242,9 +243,14 @@ class ReweightRun:
         s, settings = self.settings, self.plain_settings()
         for name, spec in s.objectives.items():  # a bad objective (no expert, wrong env) fails now
             try:
-                DynamicsModule(**self.hparams, objective=build_objective(spec))
+                objective = DynamicsModule(**self.hparams, objective=build_objective(spec)).objective
             except TypeError as error:
                 raise ObjmmError(f"reweight.objectives.{name}: {error}") from None
+            if isinstance(objective, DistanceWeighted) and objective.expert is None:
+                raise ObjmmError(
+                    f"reweight.objectives.{name}: DistanceWeighted needs an expert here (the cells' sets are "
+                    "one-step rows, with no episodes to re-weight online by)"
+                )
         trajectory = expert_trajectory(s.expert, self.env["id"])
         reference = torch.cat([trajectory.data["obs"], trajectory.data["action"]], dim=-1)
         self.out.mkdir(parents=True, exist_ok=True)
