@@ -124,6 +124,16 @@ def experiment_cli(command: str, description: str, argv: list[str], sections: di
     )
 
 
+def run_experiment(command: str, description: str, argv: list[str], sections: dict[str, type], runner: type) -> None:
+    """Parse an experiment's config and `runner(cli).run()` it. Ctrl-C ends with the line that the
+    same command goes on from `runner.resume_from` (its table or state, written as it goes)."""
+    run = runner(experiment_cli(command, description, argv, sections))
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the same objmm {command} command goes on from {run.resume_from}") from None
+
+
 def check_wandb_login(logger) -> None:
     """Going online needs a W&B login; say so before anything runs (W&B would ask at a prompt or fail
     deep inside its own start-up)."""

@@ -153,6 +153,11 @@ class AttackRun:
         self.logger = cli.trainer.logger
         self.out = Path(self.settings.out)
 
+    @property
+    def resume_from(self) -> Path:
+        """What the same command goes on from after a kill or Ctrl-C."""
+        return self.out / STATE
+
     def load(self) -> None:
         s = self.settings
         self.model_path = model_file(s.model)
@@ -374,11 +379,6 @@ class AttackRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
+    from objmm.cli import run_experiment
 
-    cli = experiment_cli("attack", __doc__.splitlines()[0], argv, {"attack": AttackSettings})
-    run = AttackRun(cli)
-    try:
-        run.run()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the same objmm attack command goes on from {run.out / STATE}") from None
+    run_experiment("attack", __doc__.splitlines()[0], argv, {"attack": AttackSettings}, AttackRun)

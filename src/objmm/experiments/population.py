@@ -247,6 +247,11 @@ class PopulationRun:
         self.logger = cli.trainer.logger
         self.out = Path(self.settings.out)
 
+    @property
+    def resume_from(self) -> Path:
+        """What the same command goes on from after a kill or Ctrl-C."""
+        return self.out / TABLE
+
     def plain_settings(self) -> dict:
         """What makes two evaluations the same (the table of one can go on as the other)."""
         s = self.settings
@@ -334,11 +339,6 @@ class PopulationRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
+    from objmm.cli import run_experiment
 
-    cli = experiment_cli("population", __doc__.splitlines()[0], argv, {"population": PopulationSettings})
-    run = PopulationRun(cli)
-    try:
-        run.run()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the same objmm population command goes on from {run.out / TABLE}") from None
+    run_experiment("population", __doc__.splitlines()[0], argv, {"population": PopulationSettings}, PopulationRun)

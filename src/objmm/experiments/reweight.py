@@ -189,6 +189,11 @@ class ReweightRun:
             if k in ("env_id", "members", "width", "depth", "probabilistic", "lr", "weight_decay", "env_kwargs")
         }
 
+    @property
+    def resume_from(self) -> Path:
+        """What the same command goes on from after a kill or Ctrl-C."""
+        return self.out / TABLE
+
     def plain_settings(self) -> dict:
         s = self.settings
         return {
@@ -330,11 +335,6 @@ class ReweightRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
+    from objmm.cli import run_experiment
 
-    cli = experiment_cli("reweight", __doc__.splitlines()[0], argv, {"reweight": ReweightSettings})
-    run = ReweightRun(cli)
-    try:
-        run.run()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the same objmm reweight command goes on from {run.out / TABLE}") from None
+    run_experiment("reweight", __doc__.splitlines()[0], argv, {"reweight": ReweightSettings}, ReweightRun)
