@@ -124,10 +124,39 @@ def experiment_cli(command: str, description: str, argv: list[str], sections: di
     )
 
 
-def run_experiment(command: str, description: str, argv: list[str], sections: dict[str, type], runner: type) -> None:
-    """Parse an experiment's config and `runner(cli).run()` it. Ctrl-C ends with the line that the
-    same command goes on from `runner.resume_from` (its table or state, written as it goes)."""
-    run = runner(experiment_cli(command, description, argv, sections))
+class ExperimentRun:
+    """What an experiment that keeps its results in `<section>.out` reads from its parsed config: its
+    own section (`settings`), the env, the seed, the device, the logger, and the file the same
+    command goes on from after a kill (`resume_from`). Subclasses name `section`, `settings_class`,
+    `resume_file` and write `run()`."""
+
+    section: str
+    settings_class: type
+    resume_file: str
+
+    def __init__(self, cli):
+        self.cli = cli
+        self.settings = getattr(cli.config_init, self.section)
+        env = cli.config_init.env
+        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
+        self.seed = cli.datamodule.seed
+        self.device = str(cli.trainer.strategy.root_device)
+        self.logger = cli.trainer.logger
+        self.out = Path(self.settings.out)
+
+    @property
+    def resume_from(self) -> Path:
+        """What the same command goes on from after a kill or Ctrl-C."""
+        return self.out / self.resume_file
+
+    def run(self):
+        raise NotImplementedError
+
+
+def run_experiment(command: str, description: str, argv: list[str], runner: type[ExperimentRun]) -> None:
+    """Parse an experiment's config (the shared sections and `runner.section`) and run it. Ctrl-C
+    ends with the line that the same command goes on from `resume_from` (written as it goes)."""
+    run = runner(experiment_cli(command, description, argv, {runner.section: runner.settings_class}))
     try:
         run.run()
     except KeyboardInterrupt:

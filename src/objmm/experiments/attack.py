@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from objmm import atomic
+from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
@@ -143,20 +144,9 @@ class Head:
         return module
 
 
-class AttackRun:
-    def __init__(self, cli):
-        self.settings: AttackSettings = cli.config_init.attack
-        env = cli.config_init.env
-        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
-        self.seed = cli.datamodule.seed
-        self.device = str(cli.trainer.strategy.root_device)
-        self.logger = cli.trainer.logger
-        self.out = Path(self.settings.out)
-
-    @property
-    def resume_from(self) -> Path:
-        """What the same command goes on from after a kill or Ctrl-C."""
-        return self.out / STATE
+class AttackRun(ExperimentRun):
+    section, settings_class, resume_file = "attack", AttackSettings, STATE
+    settings: AttackSettings
 
     def load(self) -> None:
         s = self.settings
@@ -379,6 +369,4 @@ class AttackRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import run_experiment
-
-    run_experiment("attack", __doc__.splitlines()[0], argv, {"attack": AttackSettings}, AttackRun)
+    run_experiment("attack", __doc__.splitlines()[0], argv, AttackRun)

@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 
 from objmm import atomic
+from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.ray_cluster import RaySettings, run_tasks
@@ -236,21 +237,9 @@ def describe_correlations(found: list[dict]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the command
-class PopulationRun:
-    def __init__(self, cli):
-        self.cli = cli
-        self.settings: PopulationSettings = cli.config_init.population
-        env = cli.config_init.env
-        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
-        self.seed = cli.datamodule.seed
-        self.device = str(cli.trainer.strategy.root_device)
-        self.logger = cli.trainer.logger
-        self.out = Path(self.settings.out)
-
-    @property
-    def resume_from(self) -> Path:
-        """What the same command goes on from after a kill or Ctrl-C."""
-        return self.out / TABLE
+class PopulationRun(ExperimentRun):
+    section, settings_class, resume_file = "population", PopulationSettings, TABLE
+    settings: PopulationSettings
 
     def plain_settings(self) -> dict:
         """What makes two evaluations the same (the table of one can go on as the other)."""
@@ -339,6 +328,4 @@ class PopulationRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import run_experiment
-
-    run_experiment("population", __doc__.splitlines()[0], argv, {"population": PopulationSettings}, PopulationRun)
+    run_experiment("population", __doc__.splitlines()[0], argv, PopulationRun)

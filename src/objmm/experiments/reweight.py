@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from objmm import atomic
+from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import TransitionDataset
 from objmm.data.uniform_pool import UniformPool, near_reference_dataset
 from objmm.errors import ObjmmError, require_at_least_one
@@ -38,7 +38,7 @@ from objmm.planning import CEMConfig
 from objmm.plots import plot_reweight
 from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
-from objmm.training.saved_models import build_objective
+from objmm.training.saved_models import build_objective, module_settings
 from objmm.training.trainer import INNER_FIT, quiet_lightning
 
 TABLE = "reweight.json"
@@ -171,28 +171,14 @@ def evaluate_cell(cell: dict, rows: dict, hparams: dict, settings: dict, env: di
     return out
 
 
-class ReweightRun:
-    def __init__(self, cli):
-        self.cli = cli
-        self.settings: ReweightSettings = cli.config_init.reweight
-        env = cli.config_init.env
-        self.env = {"id": env.id, "kwargs": dict(env.kwargs or {})}
-        self.seed = cli.datamodule.seed
-        self.batch_size = cli.datamodule.batch_size
-        self.device = str(cli.trainer.strategy.root_device)
-        self.logger = cli.trainer.logger
-        self.out = Path(self.settings.out)
-        template = cli.model
-        self.hparams = {
-            k: v
-            for k, v in template.hparams.items()
-            if k in ("env_id", "members", "width", "depth", "probabilistic", "lr", "weight_decay", "env_kwargs")
-        }
+class ReweightRun(ExperimentRun):
+    section, settings_class, resume_file = "reweight", ReweightSettings, TABLE
+    settings: ReweightSettings
 
-    @property
-    def resume_from(self) -> Path:
-        """What the same command goes on from after a kill or Ctrl-C."""
-        return self.out / TABLE
+    def __init__(self, cli):
+        super().__init__(cli)
+        self.batch_size = cli.datamodule.batch_size
+        self.hparams = module_settings(cli.model)
 
     def plain_settings(self) -> dict:
         s = self.settings
@@ -335,6 +321,4 @@ class ReweightRun:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import run_experiment
-
-    run_experiment("reweight", __doc__.splitlines()[0], argv, {"reweight": ReweightSettings}, ReweightRun)
+    run_experiment("reweight", __doc__.splitlines()[0], argv, ReweightRun)

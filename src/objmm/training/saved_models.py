@@ -33,11 +33,15 @@ def build_objective(spec: dict) -> Objective:
     return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
 
 
-def save_model(path: Path, module: DynamicsModule, **info) -> Path:
+def module_settings(module: DynamicsModule) -> dict:
+    """The module's constructor settings but its objective (LightningCLI adds its bookkeeping to hparams)."""
     settings = inspect.signature(DynamicsModule).parameters
+    return {k: v for k, v in module.hparams.items() if k in settings and k != "objective"}
+
+
+def save_model(path: Path, module: DynamicsModule, **info) -> Path:
     payload = {
-        # only the constructor's own settings (LightningCLI adds its bookkeeping to hparams)
-        "hparams": {k: v for k, v in module.hparams.items() if k in settings},
+        "hparams": module_settings(module),
         "objective": objective_spec(module.objective),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         **info,
