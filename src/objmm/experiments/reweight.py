@@ -39,7 +39,7 @@ from objmm.plots import plot_reweight
 from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.saved_models import build_objective, module_settings
-from objmm.training.trainer import INNER_FIT, quiet_lightning
+from objmm.training.trainer import bare_trainer
 
 TABLE = "reweight.json"
 DISTANCES = "pool_distances.pt"
@@ -113,9 +113,6 @@ def fit_model(
     hparams: dict, objective: dict, dataset: TransitionDataset, steps: int, batch_size: int, seed: int, device: str
 ) -> DynamicsModule:
     """A model trained with `objective` for `steps` gradient steps on 0.9 of `dataset`'s rows."""
-    import lightning as L
-
-    quiet_lightning()
     torch.manual_seed(derive_seed(seed, "model"))  # every objective's model starts from the same weights
     module = DynamicsModule(**hparams, objective=build_objective(objective))
     data = TransitionDataModule(
@@ -125,9 +122,7 @@ def fit_model(
         seed=seed,
         env_kwargs=hparams.get("env_kwargs"),
     ).with_dataset(dataset)
-    accelerator = "gpu" if device.startswith("cuda") else "cpu"
-    trainer = L.Trainer(max_steps=steps, max_epochs=-1, accelerator=accelerator, devices=1, **INNER_FIT)
-    trainer.fit(module, datamodule=data)
+    bare_trainer(max_epochs=-1, device=device, max_steps=steps).fit(module, datamodule=data)
     return module.to(device).eval()
 
 

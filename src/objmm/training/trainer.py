@@ -23,8 +23,18 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
 
-def bare_trainer(max_epochs: int, device: str = "cpu", callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    """A Trainer with the `INNER_FIT` settings, for code that has no config (benchmarks, tests)."""
+def bare_trainer(
+    max_epochs: int, device: str = "cpu", callbacks: list[L.Callback] | None = None, max_steps: int = -1
+) -> L.Trainer:
+    """A Trainer with the `INNER_FIT` settings, for code that has no config (benchmarks, tests, a
+    Ray task); `max_epochs=-1` with `max_steps` fits for a number of steps instead."""
     quiet_lightning()
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
-    return L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1, callbacks=callbacks, **INNER_FIT)
+    return L.Trainer(
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        accelerator=accelerator,
+        devices=1,
+        callbacks=callbacks,
+        **INNER_FIT,
+    )
