@@ -1,24 +1,58 @@
 #!/usr/bin/env bash
-# The CUDA path, end to end, in a few minutes on one GPU (run it first whenever a GPU is lent):
+# The CUDA path, end to end, in well under 10 minutes on one GPU (run it first whenever a GPU is lent):
 #   bash benchmarks/gpu_check.sh            (from the repository root, after the README's install)
-# 1. fit and pets on tiny configs with the trainer on the GPU (the planner and metrics follow it);
-# 2. a tiny population (K stacked models), attack, reweight grid and pairs on the GPU;
-# 3. the planning, population, training and d* benchmarks on cuda beside cpu.
-set -euo pipefail
-export WANDB_MODE=offline WANDB_SILENT=true
+# 1. the tests that take a device (models, losses, planner, d*, training, stacking, PETS, attack,
+#    reweight) with --device cuda;
+# 2. every experiment subcommand on its tiny config with the trainer (so the planner) on the GPU;
+# 3. the d*, population, planning and training benchmarks on cuda (planning beside cpu).
+# Each step has its own time limit and a failed step does not stop the others: the summary at the
+# end names every step that failed, and the exit status is non-zero if any did.
+# $OUT (default /tmp/objmm_gpu_check) receives check.log, the benchmarks' output and the steps' runs.
+# DEVICE=cpu runs the same steps on the CPU (to try the script itself on a machine without a GPU).
+# BUDGET=SECONDS caps the whole check: each step gets at most what is left, and steps past it are skipped.
+set -uo pipefail
+export WANDB_MODE=offline WANDB_SILENT=true PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/objmm_gpu_check}
-mkdir -p "$out" && cd "$(dirname "$0")/.." && root=$PWD
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))"
-(cd "$out" && objmm fit --config "$root/configs/tiny.yaml" --trainer.accelerator gpu --trainer.max_epochs 2 2>&1 | tail -3)
-(cd "$out" && objmm pets --config "$root/configs/pets_tiny.yaml" --trainer.accelerator gpu --pets.trials 2 2>&1 | tail -3)
-(cd "$out" && objmm population --config "$root/configs/population/tiny.yaml" --trainer.accelerator gpu 2>&1 | tail -3)
-(cd "$out" && objmm attack --config "$root/configs/attack/tiny.yaml" --trainer.accelerator gpu --attack.expert runs/pets_tiny/dataset 2>&1 | tail -2)
-(cd "$out" && objmm reweight --config "$root/configs/reweight/tiny.yaml" --trainer.accelerator gpu 2>&1 | tail -2)
-(cd "$out" && objmm pairs --config "$root/configs/pairs/tiny.yaml" --trainer.accelerator gpu 2>&1 | tail -2)
-python benchmarks/bench_distance.py --device cuda --rows 25000000 | tee "$out/distance_cuda.txt"
-(cd benchmarks && python bench_population.py --device cuda --stacks 1 2 4 8 16 32 64 --episodes 10 | tee "$out/population_cuda.json")
-for device in cuda cpu; do
-  python benchmarks/bench_planning.py --device "$device" --repeats 5 | tee "$out/planning_$device.json"
-  python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10 | tee "$out/planning10_$device.json"
-done
-python benchmarks/bench_training.py --device cuda --rounds 3 | tee "$out/training_cuda.json"
+mkdir -p "$out/work" && cd "$(dirname "$0")/.." && root=$PWD
+failed=() skipped=()
+budget=${BUDGET:-0}
+
+# step NAME SECONDS COMMAND...: run it with a limit, its output to the screen and to $out/check.log
+step() {
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  if [ "$budget" -gt 0 ]; then
+    local left=$((budget - SECONDS))
+    if [ "$left" -lt 10 ]; then skipped+=("$name") && return; fi
+    [ "$left" -lt "$limit" ] && limit=$left
+  fi
+  echo "== $name" | tee -a "$out/check.log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$out/check.log"
+  local status=${PIPESTATUS[0]}
+  printf "\n== %s: exit %s, %s s\n" "$name" "$status" "$((SECONDS - start))" | tee -a "$out/check.log"
+  [ "$status" -eq 0 ] || failed+=("$name")
+}
+device=${DEVICE:-cuda}
+if [ "$device" = cpu ]; then gpu=(--trainer.accelerator cpu); else gpu=(--trainer.accelerator gpu); fi
+
+step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert d.type == 'cpu' or torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0) if d.type == 'cuda' else 'cpu')"
+step tests 240 python -m pytest -q -m device --device "$device" -x -p no:cacheprovider
+step fit 60 env -C "$out/work" objmm fit --config "$root/configs/tiny.yaml" "${gpu[@]}" --trainer.max_epochs 2
+step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets_tiny.yaml" "${gpu[@]}" --pets.trials 2
+step population 60 env -C "$out/work" objmm population --config "$root/configs/population/tiny.yaml" "${gpu[@]}"
+step attack 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.expert runs/pets_tiny/dataset
+step reweight 60 env -C "$out/work" objmm reweight --config "$root/configs/reweight/tiny.yaml" "${gpu[@]}"
+step pairs 60 env -C "$out/work" objmm pairs --config "$root/configs/pairs/tiny.yaml" "${gpu[@]}"
+step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
+step bench_population 90 python benchmarks/bench_population.py --device "$device" --stacks 1 8 32 64 --episodes 10
+step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10
+step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
+step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
+
+[ ${#skipped[@]} -eq 0 ] || echo "gpu_check: skipped (past BUDGET): ${skipped[*]}" | tee -a "$out/check.log"
+if [ ${#failed[@]} -eq 0 ]; then
+  echo "gpu_check: every step that ran passed" | tee -a "$out/check.log"
+else
+  echo "gpu_check: FAILED: ${failed[*]}" | tee -a "$out/check.log"
+  exit 1
+fi

@@ -13,6 +13,37 @@ os.environ.setdefault("WANDB_SILENT", "true")
 CARTPOLE = "objmm/PETSCartpole-v0"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="where the tests that take the `device` fixture put their models, tensors and trainers "
+        "(benchmarks/gpu_check.sh runs `pytest -m device --device cuda`)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes `device` is marked `device`, so `-m device` selects exactly those."""
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    """The --device option (default cpu); on a machine without CUDA, `--device cuda` stops the run."""
+    device = torch.device(request.config.getoption("--device"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.exit(f"--device {device}: torch sees no CUDA device here", returncode=2)
+    return device
+
+
+@pytest.fixture(scope="session")
+def accelerator(device) -> list[str]:
+    """The command-line arguments that put an objmm command's trainer (and so its planner) on `device`."""
+    return ["--trainer.accelerator", "gpu" if device.type == "cuda" else "cpu"]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -25,13 +25,14 @@ POPULATION = ["population", "--config", str(ROOT / "configs" / "population" / "t
 
 
 @pytest.fixture(scope="module")
-def attacked(tmp_path_factory, objmm_in):
-    """A pets_tiny run and a 3-generation attack on its last model, with the run's data as the expert."""
+def attacked(tmp_path_factory, objmm_in, accelerator):
+    """A pets_tiny run and a 3-generation attack on its last model, with the run's data as the expert
+    (both on --device)."""
     where = tmp_path_factory.mktemp("attack")
     objmm_in(
         where,
-        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")],
-        [*ATTACK, "--attack.expert", "runs/pets_tiny/dataset", "--attack.out", "reference"],
+        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), *accelerator],
+        [*ATTACK, *accelerator, "--attack.expert", "runs/pets_tiny/dataset", "--attack.out", "reference"],
     )
     return where
 
@@ -59,10 +60,10 @@ def test_the_attack_never_keeps_a_candidate_below_the_ll_bound(attacked):
         assert (attacked / "reference" / figure).stat().st_size > 10_000
 
 
-def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_path, objmm_in):
+def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_path, objmm_in, accelerator):
     work = tmp_path / "work"
     shutil.copytree(attacked / "runs", work / "runs")
-    args = [*ATTACK, "--attack.out", "killed"]
+    args = [*ATTACK, *accelerator, "--attack.out", "killed"]
     summary = work / "killed" / "attack.json"
     kill_when(args, work, lambda: summary.exists() and bool(json.loads(summary.read_text())["history"]))
     done = len(history(work / "killed"))
@@ -86,8 +87,8 @@ def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("attack_state.pkl"))
 
 
-def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys):
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], REWEIGHT)
+def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator):
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], [*REWEIGHT, *accelerator])
     table = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())
     assert set(table["cells"]) == {"S10_eps2", "S40_eps2", "S10_eps15.66", "S40_eps15.66"}
     for cell in table["cells"].values():
@@ -98,7 +99,7 @@ def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys):
             assert cell[name]["model_means"] == pytest.approx([sum(r) / 2 for r in rewards])
     assert Path("runs/reweight_tiny/fig8.png").stat().st_size > 10_000
     capsys.readouterr()
-    objmm_in(in_tmp, REWEIGHT)  # all cells done: nothing is trained again
+    objmm_in(in_tmp, [*REWEIGHT, *accelerator])  # all cells done: nothing is trained again
     out = capsys.readouterr().out
     assert "4 cells (4 already in" in out and "reweight: cell" not in out
     assert json.loads(Path("runs/reweight_tiny/reweight.json").read_text()) == table

@@ -6,18 +6,20 @@ from objmm.models import DynamicsModel, EnsembleMLP
 CARTPOLE = "objmm/PETSCartpole-v0"
 
 
-def test_shapes_shared_and_per_member_inputs():
-    net = EnsembleMLP(6, 4, members=3, width=16, depth=2, probabilistic=True)
-    shared = net(torch.randn(10, 6))
-    per_member = net(torch.randn(3, 10, 6))
+def test_shapes_shared_and_per_member_inputs(device):
+    net = EnsembleMLP(6, 4, members=3, width=16, depth=2, probabilistic=True).to(device)
+    shared = net(torch.randn(10, 6, device=device))
+    per_member = net(torch.randn(3, 10, 6, device=device))
     for prediction in (shared, per_member):
         assert prediction.mean.shape == prediction.logvar.shape == (3, 10, 4)
-    assert EnsembleMLP(6, 4, members=3, width=16, probabilistic=False)(torch.randn(10, 6)).logvar is None
+        assert prediction.mean.device.type == device.type
+    deterministic = EnsembleMLP(6, 4, members=3, width=16, probabilistic=False).to(device)
+    assert deterministic(torch.randn(10, 6, device=device)).logvar is None
 
 
-def test_members_are_independent():
-    net = EnsembleMLP(6, 4, members=4, width=16, depth=2)
-    x = torch.randn(4, 10, 6)
+def test_members_are_independent(device):
+    net = EnsembleMLP(6, 4, members=4, width=16, depth=2).to(device)
+    x = torch.randn(4, 10, 6, device=device)
     net(x).mean[2].sum().backward()  # a loss on member 2 only
     for layer in [*net.hidden, net.head]:
         grad = layer.weight.grad
@@ -25,9 +27,9 @@ def test_members_are_independent():
         assert grad[[0, 1, 3]].abs().sum() == 0
 
 
-def test_each_member_computes_its_own_mlp():
-    net = EnsembleMLP(6, 4, members=3, width=16, depth=2, probabilistic=False)
-    x = torch.randn(3, 5, 6)
+def test_each_member_computes_its_own_mlp(device):
+    net = EnsembleMLP(6, 4, members=3, width=16, depth=2, probabilistic=False).to(device)
+    x = torch.randn(3, 5, 6, device=device)
     out = net(x).mean
     for m in range(3):
         h = x[m]
@@ -36,34 +38,34 @@ def test_each_member_computes_its_own_mlp():
         assert torch.allclose(out[m], h @ net.head.weight[m] + net.head.bias[m], atol=1e-5)
 
 
-def test_logvar_stays_inside_the_learned_bounds():
-    net = EnsembleMLP(6, 4, members=2, width=16)
-    logvar = net(torch.randn(1000, 6) * 100).logvar
+def test_logvar_stays_inside_the_learned_bounds(device):
+    net = EnsembleMLP(6, 4, members=2, width=16).to(device)
+    logvar = net(torch.randn(1000, 6, device=device) * 100).logvar
     # soft bounds: softplus lets values pass a bound by at most ~exp(-(max - min)) = 3e-5
     assert (logvar <= net.max_logvar + 1e-4).all() and (logvar >= net.min_logvar - 1e-4).all()
 
 
-def test_model_predicts_deltas_and_averages_members():
-    model = DynamicsModel(CARTPOLE, members=3, width=16)
-    obs, action = torch.randn(8, 4), torch.randn(8, 1)
-    next_obs = torch.randn(8, 4)
+def test_model_predicts_deltas_and_averages_members(device):
+    model = DynamicsModel(CARTPOLE, members=3, width=16).to(device)
+    obs, action = torch.randn(8, 4, device=device), torch.randn(8, 1, device=device)
+    next_obs = torch.randn(8, 4, device=device)
     assert torch.allclose(model.targets(obs, next_obs), next_obs - obs)
     expected = obs + model(obs, action).mean.mean(0)
     assert torch.allclose(model.predict_next(obs, action), expected)
 
 
-def test_normaliser_standardises_the_training_inputs():
-    model = DynamicsModel(CARTPOLE, members=1, width=8)
-    obs, action = torch.randn(500, 4) * 3 + 1, torch.rand(500, 1) * 6 - 3
+def test_normaliser_standardises_the_training_inputs(device):
+    model = DynamicsModel(CARTPOLE, members=1, width=8).to(device)
+    obs, action = torch.randn(500, 4, device=device) * 3 + 1, torch.rand(500, 1, device=device) * 6 - 3
     model.fit_normaliser(obs, action)
     x = (model._raw_inputs(obs, action) - model.input_mean) / model.input_std
-    assert torch.allclose(x.mean(0), torch.zeros(6), atol=1e-5)
-    assert torch.allclose(x.std(0), torch.ones(6), atol=1e-4)
+    assert torch.allclose(x.mean(0), torch.zeros(6, device=device), atol=1e-5)
+    assert torch.allclose(x.std(0), torch.ones(6, device=device), atol=1e-4)
 
 
 @pytest.mark.parametrize("members,probabilistic", [(1, False), (5, False), (1, True), (5, True)])
-def test_d_de_p_pe_are_configs_of_one_model(members, probabilistic):
-    model = DynamicsModel(CARTPOLE, members=members, width=8, probabilistic=probabilistic)
-    prediction = model(torch.randn(3, 4), torch.randn(3, 1))
+def test_d_de_p_pe_are_configs_of_one_model(members, probabilistic, device):
+    model = DynamicsModel(CARTPOLE, members=members, width=8, probabilistic=probabilistic).to(device)
+    prediction = model(torch.randn(3, 4, device=device), torch.randn(3, 1, device=device))
     assert prediction.mean.shape == (members, 3, 4)
     assert (prediction.logvar is not None) == probabilistic

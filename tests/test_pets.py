@@ -66,8 +66,8 @@ def test_pets_run_killed_mid_way_resumes_with_every_trial_once(in_tmp):
     assert [torch.load(run_dir / "models" / name)["dataset_rows"] for name in saved] == [60, 90, 120, 150]
 
 
-def test_pets_logs_every_trial_on_new_train_and_held_out_data(in_tmp, capsys):
-    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "2"])
+def test_pets_logs_every_trial_on_new_train_and_held_out_data(in_tmp, capsys, accelerator):
+    main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "2", *accelerator])
     out = capsys.readouterr().out
     assert "trial 1/2: reward" in out and "trial 2/2: reward" in out
     assert "trial 2/2: epoch 2/2, training loss" in out and "trial 2/2: episode step 14/30, reward so far" in out

@@ -14,65 +14,65 @@ def still(obs, action):
     return obs
 
 
-def planner_for(reward, config=None, dynamics=still):
-    return CEMPlanner(ModelEnv(TASK, dynamics, reward), config or CEMConfig(horizon=4, population=200, elites=20))
+def planner_for(reward, device, config=None, dynamics=still):
+    config = config or CEMConfig(horizon=4, population=200, elites=20)
+    return CEMPlanner(ModelEnv(TASK, dynamics, reward, device), config)
 
 
-def test_cem_finds_the_optimum_of_a_known_function():
+def test_cem_finds_the_optimum_of_a_known_function(device):
     # reward -(a - 1.3)^2 at every step: the best sequence is 1.3 throughout
-    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.3) ** 2))
-    action = planner.plan(torch.zeros(1, 4))
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.3) ** 2), device)
+    action = planner.plan(torch.zeros(1, 4, device=device))
     assert action.item() == pytest.approx(1.3, abs=0.05)
 
 
-def test_each_row_of_the_batch_gets_its_own_optimum():
+def test_each_row_of_the_batch_gets_its_own_optimum(device):
     # the optimum depends on the state: a* = obs[0]
-    planner = planner_for(lambda obs, a: -((a[..., 0] - obs[..., 0]) ** 2))
-    targets = torch.tensor([-2.0, -0.5, 0.0, 1.0, 1.8])
-    obs = torch.zeros(5, 4)
+    planner = planner_for(lambda obs, a: -((a[..., 0] - obs[..., 0]) ** 2), device)
+    targets = torch.tensor([-2.0, -0.5, 0.0, 1.0, 1.8], device=device)
+    obs = torch.zeros(5, 4, device=device)
     obs[:, 0] = targets
     assert torch.allclose(planner.plan(obs)[:, 0], targets, atol=0.08)
 
 
-def test_actions_stay_inside_the_bounds():
-    planner = planner_for(lambda obs, a: a[..., 0] * 10)  # wants +infinity
+def test_actions_stay_inside_the_bounds(device):
+    planner = planner_for(lambda obs, a: a[..., 0] * 10, device)  # wants +infinity
     for _ in range(3):  # PETS keeps 2 std inside the bounds, so the mean creeps up to the bound over calls
-        action = planner.plan(torch.zeros(3, 4))  # plan itself, not through torchrl (which would clamp)
+        action = planner.plan(torch.zeros(3, 4, device=device))  # plan itself, not through torchrl (which would clamp)
         assert action.shape == (3, 1)
         assert (action <= 3.0).all() and (action >= -3.0).all()
     assert action.min() > 2.7
 
 
-def test_the_planner_bounds_its_answer_even_when_the_arithmetic_does_not():
-    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.0) ** 2))
-    planner.plan(torch.zeros(2, 4))
+def test_the_planner_bounds_its_answer_even_when_the_arithmetic_does_not(device):
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.0) ** 2), device)
+    planner.plan(torch.zeros(2, 4, device=device))
     planner._mean = planner._mean + 100.0  # a warm start far outside the bounds
-    assert planner.plan(torch.zeros(2, 4)).max() <= 3.0
+    assert planner.plan(torch.zeros(2, 4, device=device)).max() <= 3.0
 
 
-def test_warm_start_shifts_the_previous_solution():
-    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.0) ** 2))
-    planner.plan(torch.zeros(2, 4))
+def test_warm_start_shifts_the_previous_solution(device):
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.0) ** 2), device)
+    planner.plan(torch.zeros(2, 4, device=device))
     assert planner._mean.shape == (2, 4, 1)
-    assert torch.allclose(planner._mean[:, :-1], torch.ones(2, 3, 1), atol=0.1)
-    assert torch.equal(planner._mean[:, -1], torch.zeros(2, 1))  # the new last step starts mid-bounds
+    assert torch.allclose(planner._mean[:, :-1], torch.ones(2, 3, 1, device=device), atol=0.1)
+    assert torch.equal(planner._mean[:, -1], torch.zeros(2, 1, device=device))  # the new last step starts mid-bounds
     planner.reset()
     assert planner._mean is None
 
 
-def test_planner_is_a_torchrl_policy_for_the_model_env():
-    env = ModelEnv(TASK, lambda o, a: o + 0.1, TASK.reward())
+def test_planner_is_a_torchrl_policy_for_the_model_env(device):
+    env = ModelEnv(TASK, lambda o, a: o + 0.1, TASK.reward(), device)
     planner = CEMPlanner(env, CEMConfig(horizon=3, population=20, elites=4, iterations=2))
-    rollout = env.rollout(
-        4, policy=planner, tensordict=env.reset(TensorDict(observation=torch.zeros(2, 4), batch_size=[2]))
-    )
+    start = env.reset(TensorDict(observation=torch.zeros(2, 4, device=device), batch_size=[2]))
+    rollout = env.rollout(4, policy=planner, tensordict=start)
     assert rollout.batch_size == (2, 4)
-    assert torch.allclose(rollout["next", "observation"][:, -1], torch.full((2, 4), 0.4))
+    assert torch.allclose(rollout["next", "observation"][:, -1], torch.full((2, 4), 0.4, device=device))
 
 
-def test_nan_predictions_lose_instead_of_crashing():
-    planner = planner_for(lambda obs, a: torch.where(a[..., 0] > 0, torch.nan, -(a[..., 0] ** 2)))
-    assert torch.isfinite(planner.plan(torch.zeros(1, 4))).all()
+def test_nan_predictions_lose_instead_of_crashing(device):
+    planner = planner_for(lambda obs, a: torch.where(a[..., 0] > 0, torch.nan, -(a[..., 0] ** 2)), device)
+    assert torch.isfinite(planner.plan(torch.zeros(1, 4, device=device))).all()
 
 
 @pytest.mark.parametrize("env_id", [CARTPOLE, "objmm/PETSHalfCheetah-v0"])
@@ -92,10 +92,10 @@ def test_simulator_dynamics_matches_the_env(env_id):
         assert torch.allclose(trajectory[:, t], expected, atol=1e-3)
 
 
-def test_cem_with_the_true_simulator_swings_the_cartpole_up():
-    env = ModelEnv(TASK, SimulatorDynamics(CARTPOLE), TASK.reward())
+def test_cem_with_the_true_simulator_swings_the_cartpole_up(device):
+    env = ModelEnv(TASK, SimulatorDynamics(CARTPOLE), TASK.reward(), device)
     planner = CEMPlanner(env, CEMConfig(horizon=25, population=100, elites=10, iterations=4))
-    rewards = collect_episodes(CARTPOLE, planner, episodes=1, seed=0).returns
+    rewards = collect_episodes(CARTPOLE, planner, episodes=1, seed=0, device=device).returns
     assert rewards.shape == (1,)
     assert rewards[0] > 170
 

@@ -17,13 +17,14 @@ from objmm.training.trainer import bare_trainer
 CARTPOLE = "objmm/PETSCartpole-v0"
 
 
-def test_training_lowers_the_validation_nll():
+def test_training_lowers_the_validation_nll(device):
     data = TransitionDataModule(train="grid:4", batch_size=32, ensemble_size=3)
     data.setup()
     module = DynamicsModule(members=3, width=64, lr=3e-3)
     module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
     before = dataset_metrics(module.model, data.val_datasets["val"])["nll"]
-    bare_trainer(8).fit(module, datamodule=data)
+    bare_trainer(8, str(device)).fit(module, datamodule=data)
+    assert module.device.type == device.type  # it trained where --device says
     after = dataset_metrics(module.model, data.val_datasets["val"])["nll"]
     assert after < before - 5, (before, after)
 

@@ -22,16 +22,16 @@ CARTPOLE = "objmm/PETSCartpole-v0"
 TASK = get_task(CARTPOLE)
 
 
-def test_d_star_in_chunks_equals_brute_force_and_wraps_the_angle():
+def test_d_star_in_chunks_equals_brute_force_and_wraps_the_angle(device):
     generator = torch.Generator().manual_seed(0)
-    points = torch.randn(1000, 5, generator=generator, dtype=torch.float64) * 4  # angles far outside [-pi, pi]
-    reference = torch.randn(37, 5, generator=generator, dtype=torch.float64) * 4
+    points = torch.randn(1000, 5, generator=generator, dtype=torch.float64).to(device) * 4  # angles outside [-pi, pi]
+    reference = torch.randn(37, 5, generator=generator, dtype=torch.float64).to(device) * 4
     for scale in (None, [1.0, 2.0, 0.5, 3.0, 1.5]):
         chunked = min_distance(points, reference, periodic=(1,), scale=scale, chunk_rows=7)
         assert torch.allclose(chunked, min_distance_brute_force(points, reference, (1,), scale), atol=1e-12)
     # pi - 0.1 and -pi + 0.1 are 0.2 apart on the circle, not 2 pi - 0.2
-    a = torch.tensor([[0.0, math.pi - 0.1, 0.0, 0.0, 0.0]])
-    b = torch.tensor([[0.0, -math.pi + 0.1, 0.0, 0.0, 0.0], [7.0, math.pi - 0.1, 0.0, 0.0, 0.0]])
+    a = torch.tensor([[0.0, math.pi - 0.1, 0.0, 0.0, 0.0]], device=device)
+    b = torch.tensor([[0.0, -math.pi + 0.1, 0.0, 0.0, 0.0], [7.0, math.pi - 0.1, 0.0, 0.0, 0.0]], device=device)
     assert min_distance(a, b, periodic=(1,)).item() == pytest.approx(0.2, abs=1e-6)
     assert min_distance(a, b).item() == pytest.approx(2 * math.pi - 0.2, abs=1e-6)  # no wrap: the other way round
 
@@ -45,17 +45,17 @@ def expert_like(path: Path) -> Path:
     return path
 
 
-def test_distance_weighted_nll_equals_the_hand_computed_value(tmp_path):
+def test_distance_weighted_nll_equals_the_hand_computed_value(tmp_path, device):
     objective = DistanceWeighted(expert=str(expert_like(tmp_path / "expert")), c=2.0)
     objective.bind(TASK, {})
     assert objective.reference.shape == (3, 5)  # only the first trajectory
     # row 1 sits on a reference point (d* = 0); row 2 is 0.5 from (0.1, 3.1, 0, 0, 0) in x_dot and 1.2 in action
-    obs = torch.tensor([[0.0, 3.0, 0.0, 0.0], [0.1, 3.1, 0.5, 0.0]])
-    action = torch.tensor([[0.0], [1.2]])
+    obs = torch.tensor([[0.0, 3.0, 0.0, 0.0], [0.1, 3.1, 0.5, 0.0]], device=device)
+    action = torch.tensor([[0.0], [1.2]], device=device)
     batch = TensorDict(obs=obs, action=action, next_obs=obs, batch_size=[2])
-    mean = torch.tensor([[[0.1, 0.0, 0.0, 0.0], [0.0, 0.2, 0.0, 0.0]]])
-    logvar = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [math.log(4.0), 0.0, 0.0, 0.0]]])
-    target = torch.zeros(1, 2, 4)
+    mean = torch.tensor([[[0.1, 0.0, 0.0, 0.0], [0.0, 0.2, 0.0, 0.0]]], device=device)
+    logvar = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [math.log(4.0), 0.0, 0.0, 0.0]]], device=device)
+    target = torch.zeros(1, 2, 4, device=device)
     loss = objective(Prediction(mean, logvar), target, batch)
     half_log_2pi = 0.5 * math.log(2 * math.pi)
     nll_1 = 0.5 * 0.1**2 + 4 * half_log_2pi
@@ -68,15 +68,15 @@ def test_distance_weighted_nll_equals_the_hand_computed_value(tmp_path):
     assert floored.weight(batch).tolist() == pytest.approx([2.0, 0.6])
 
 
-def test_reward_weighted_mse_equals_the_hand_computed_value():
+def test_reward_weighted_mse_equals_the_hand_computed_value(device):
     objective = RewardWeighted(floor=0.05, loss="mse")
     objective.bind(TASK, {})
     # next states: the pole upright over x = 0 (reward 1 - 0.01 a^2) and hanging down (exp(-4), under the floor)
-    next_obs = torch.tensor([[0.0, math.pi, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    action = torch.tensor([[2.0], [0.0]])
-    batch = TensorDict(obs=torch.zeros(2, 4), action=action, next_obs=next_obs, batch_size=[2])
-    mean = torch.ones(1, 2, 4) * torch.tensor([0.2, 0.4]).view(1, 2, 1)
-    loss = objective(Prediction(mean, None), torch.zeros(1, 2, 4), batch)
+    next_obs = torch.tensor([[0.0, math.pi, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], device=device)
+    action = torch.tensor([[2.0], [0.0]], device=device)
+    batch = TensorDict(obs=torch.zeros(2, 4, device=device), action=action, next_obs=next_obs, batch_size=[2])
+    mean = torch.ones(1, 2, 4, device=device) * torch.tensor([0.2, 0.4], device=device).view(1, 2, 1)
+    loss = objective(Prediction(mean, None), torch.zeros(1, 2, 4, device=device), batch)
     assert loss[0].tolist() == pytest.approx([(1 - 0.04) * 0.2**2, 0.05 * 0.4**2], rel=1e-5)
     assert not objective.needs_variance and DistanceWeighted(loss="mse").name == "distance_weighted_mse"
 
