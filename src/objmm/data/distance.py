@@ -82,5 +82,5 @@ def min_distance_brute_force(
     for i in periodic:
         delta[..., i] = wrap_angle(delta[..., i])
     if scale is not None:
-        delta = delta / torch.as_tensor(scale, dtype=delta.dtype)
+        delta = delta / torch.as_tensor(scale, dtype=delta.dtype, device=delta.device)
     return delta.square().sum(-1).min(dim=1).values.sqrt()
