@@ -152,6 +152,16 @@ def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of):
         message
         == "objmm: error: pairs.table: no population table at nothing.json (objmm population writes population.json)"
     )
+    from objmm.data import random_rollouts
+
+    random_rollouts("objmm/PETSHalfCheetah-v0", 1, 5).save("cheetah")
+    message = error_of(*PAIRS, "--pairs.expert", "cheetah")
+    assert message == (
+        "objmm: error: pairs.expert cheetah is an expert dataset of objmm/PETSHalfCheetah-v0, "
+        "but the model is for objmm/PETSCartpole-v0"
+    )
+    message = error_of(*PAIRS, "--pairs.expert", "no/expert")
+    assert message == "objmm: error: pairs.expert: no expert dataset at no/expert (make one with `objmm data expert`)"
 
 
 def test_online_reweighting_in_pets_follows_the_best_episode(in_tmp, objmm_in):

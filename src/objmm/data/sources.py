@@ -38,3 +38,20 @@ def load_source(source: str, env_id: str, seed: int = 0, **env_kwargs) -> Transi
     if dataset.env_id != env_id:
         raise ObjmmError(f"dataset {source!r} was made for {dataset.env_id}, but the model is for {env_id}")
     return dataset
+
+
+def load_expert(
+    source: str, env_id: str, trajectories: int = 1, what: str = "the expert dataset", hint: str = ""
+) -> tuple[TransitionDataset, list]:
+    """A saved expert dataset (`objmm data expert`) of `env_id` and its trajectories' row indices,
+    checked: it exists, it is of `env_id`, and it holds at least `trajectories` trajectories. `what`
+    names the setting in the errors; `hint` ends the one for a missing dataset."""
+    if not Path(source).exists():
+        raise ObjmmError(f"{what}: no expert dataset at {source} (make one with `objmm data expert`{hint})")
+    expert = TransitionDataset.load(source)
+    if expert.env_id != env_id:
+        raise ObjmmError(f"{what} {source} is an expert dataset of {expert.env_id}, but the model is for {env_id}")
+    rows = expert.trajectories() if expert.has_trajectories() else []
+    if len(rows) < trajectories:
+        raise ObjmmError(f"{what} {source} holds {len(rows)} trajectories, fewer than the {trajectories} needed")
+    return expert, rows

@@ -14,22 +14,18 @@ import numpy as np
 import torch
 
 from objmm.data import TransitionDataset
+from objmm.data.sources import load_expert
 from objmm.envs import get_task
-from objmm.errors import ObjmmError
 from objmm.models import StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner
 from objmm.plots import plot_along_expert
 from objmm.seeding import derive_seed
 
 
-def expert_trajectory(source: str, env_id: str, index: int = 0) -> TransitionDataset:
-    """Trajectory `index` of a saved expert dataset of `env_id`, in step order."""
-    expert = TransitionDataset.load(source)
-    if expert.env_id != env_id:
-        raise ObjmmError(f"the expert dataset {source} is of {expert.env_id}, the models of {env_id}")
-    trajectories = expert.trajectories() if expert.has_trajectories() else []
-    if index >= len(trajectories):
-        raise ObjmmError(f"the expert dataset {source} has {len(trajectories)} trajectories, no trajectory {index}")
+def expert_trajectory(source: str, env_id: str, what: str = "the expert dataset", index: int = 0) -> TransitionDataset:
+    """Trajectory `index` of a saved expert dataset of `env_id`, in step order (`what`: the setting that
+    named it, for errors)."""
+    expert, trajectories = load_expert(source, env_id, index + 1, what)
     return TransitionDataset(expert.data[trajectories[index]], dict(expert.metadata))
 
 

@@ -336,7 +336,7 @@ class AttackRun(ExperimentRun):
             )
         ]
         if self.settings.expert:
-            trajectory = expert_trajectory(self.settings.expert, self.env["id"])
+            trajectory = expert_trajectory(self.settings.expert, self.env["id"], "attack.expert")
             found = along_expert(
                 [self.module, attacked], trajectory, self.settings.cem, self.env["kwargs"], self.seed, self.device
             )

@@ -115,7 +115,7 @@ def main(argv: list[str]) -> None:
             "raise pairs.tolerance or lower pairs.min_gap"
         )
     cem = s.cem or CEMConfig(**table["settings"]["cem"])
-    trajectory = expert_trajectory(s.expert, env.id)
+    trajectory = expert_trajectory(s.expert, env.id, "pairs.expert")
     out = Path(s.out)
     found_pairs = []
     for i, (high, low) in enumerate(chosen):

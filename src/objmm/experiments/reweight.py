@@ -237,7 +237,7 @@ class ReweightRun(ExperimentRun):
                     f"reweight.objectives.{name}: DistanceWeighted needs an expert here (the cells' sets are "
                     "one-step rows, with no episodes to re-weight online by)"
                 )
-        trajectory = expert_trajectory(s.expert, self.env["id"])
+        trajectory = expert_trajectory(s.expert, self.env["id"], "reweight.expert")
         reference = torch.cat([trajectory.data["obs"], trajectory.data["action"]], dim=-1)
         self.out.mkdir(parents=True, exist_ok=True)
         table = self.table(settings)

@@ -14,7 +14,6 @@ weights follow the best episodes the run has found so far.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -22,6 +21,7 @@ from tensordict import TensorDictBase
 
 from objmm.data import TransitionDataset
 from objmm.data.distance import min_distance
+from objmm.data.sources import load_expert
 from objmm.envs import Task
 from objmm.errors import ObjmmError
 from objmm.models.ensemble import Prediction
@@ -103,23 +103,9 @@ class DistanceWeighted(Objective):
             )
         if self.expert is None:
             return
-        if not Path(self.expert).exists():
-            raise ObjmmError(
-                f"DistanceWeighted.expert: no expert dataset at {self.expert} "
-                "(make one with `objmm data expert`, or leave expert out to re-weight online)"
-            )
-        expert = TransitionDataset.load(self.expert)
-        if expert.env_id != task.env_id:
-            raise ObjmmError(
-                f"DistanceWeighted.expert {self.expert} is an expert dataset of {expert.env_id}, "
-                f"but the model is for {task.env_id}"
-            )
+        online = ", or leave expert out to re-weight online"
+        expert, _ = load_expert(self.expert, task.env_id, self.trajectories, "DistanceWeighted.expert", online)
         trajectories, rewards = trajectory_rewards(expert, task, env_kwargs)
-        if not expert.has_trajectories() or len(trajectories) < self.trajectories:
-            raise ObjmmError(
-                f"DistanceWeighted.expert {self.expert} holds {len(trajectories) if expert.has_trajectories() else 0} "
-                f"trajectories, fewer than trajectories = {self.trajectories}"
-            )
         self.set_reference(expert, trajectories[: self.trajectories], rewards[: self.trajectories])
 
     def set_reference(self, dataset: TransitionDataset, trajectories: list[torch.Tensor], rewards) -> None:
