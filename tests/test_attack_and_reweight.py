@@ -84,6 +84,12 @@ def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of)
     (tmp_path / "empty_run").mkdir()
     message = error_of(*ATTACK, "--attack.model", "empty_run")
     assert message == "objmm: error: attack.model: empty_run holds no saved per-trial models (models/trial_NN.pt)"
+    # the expert is checked before the search, not after it
+    run = attacked / "runs/pets_tiny"
+    message = error_of(
+        *ATTACK, "--attack.model", str(run), "--attack.validation", str(run / "dataset"), "--attack.expert", "no/expert"
+    )
+    assert message == "objmm: error: attack.expert: no expert dataset at no/expert (make one with `objmm data expert`)"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("attack_state.pkl"))
 
 

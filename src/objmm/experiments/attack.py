@@ -162,6 +162,8 @@ class AttackRun(ExperimentRun):
                 "to keep; attack a P or PE model"
             )
         self.validation = load_source(s.validation, self.env["id"], seed=self.seed, **self.env["kwargs"])
+        # read now, so that a bad expert is named before the search, not after it
+        self.expert = expert_trajectory(s.expert, self.env["id"], "attack.expert") if s.expert else None
         self.module, self.head = module.eval(), Head(module)
 
     def plain_settings(self) -> dict:
@@ -335,10 +337,9 @@ class AttackRun(ExperimentRun):
                 title=f"CMA-ES's best member per generation: reward {start['reward']:.0f} -> {best['reward']:.0f}",
             )
         ]
-        if self.settings.expert:
-            trajectory = expert_trajectory(self.settings.expert, self.env["id"], "attack.expert")
+        if self.expert is not None:
             found = along_expert(
-                [self.module, attacked], trajectory, self.settings.cem, self.env["kwargs"], self.seed, self.device
+                [self.module, attacked], self.expert, self.settings.cem, self.env["kwargs"], self.seed, self.device
             )
             figures.append(
                 plot_models_along_expert(
