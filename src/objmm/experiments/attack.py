@@ -163,7 +163,7 @@ class AttackRun(ExperimentRun):
             )
         self.validation = load_source(s.validation, self.env["id"], seed=self.seed, **self.env["kwargs"])
         # read now, so that a bad expert is named before the search, not after it
-        self.expert = expert_trajectory(s.expert, self.env["id"], "attack.expert") if s.expert else None
+        self.trajectory = expert_trajectory(s.expert, self.env["id"], "attack.expert") if s.expert else None
         self.module, self.head = module.eval(), Head(module)
 
     def plain_settings(self) -> dict:
@@ -337,9 +337,9 @@ class AttackRun(ExperimentRun):
                 title=f"CMA-ES's best member per generation: reward {start['reward']:.0f} -> {best['reward']:.0f}",
             )
         ]
-        if self.expert is not None:
+        if self.trajectory is not None:
             found = along_expert(
-                [self.module, attacked], self.expert, self.settings.cem, self.env["kwargs"], self.seed, self.device
+                [self.module, attacked], self.trajectory, self.settings.cem, self.env["kwargs"], self.seed, self.device
             )
             figures.append(
                 plot_models_along_expert(

@@ -255,7 +255,6 @@ class ReweightRun(ExperimentRun):
             f"on {self.device}",
             flush=True,
         )
-        plain = {**settings, "batch_size": self.batch_size}
         start = time.perf_counter()
 
         def land(args: tuple, result: dict) -> None:
@@ -277,7 +276,7 @@ class ReweightRun(ExperimentRun):
             )
             cell = {**cell, "rows": len(dataset), "pool_within_bound": dataset.metadata["pool_rows_within_bound"]}
             rows = {k: dataset.data[k] for k in ("obs", "action", "next_obs")}
-            arguments.append((cell, rows, self.hparams, plain, self.env, self.seed, self.device))
+            arguments.append((cell, rows, self.hparams, settings, self.env, self.seed, self.device))
         if s.ray.address:
             run_tasks(s.ray, evaluate_cell, arguments, land)
         else:
