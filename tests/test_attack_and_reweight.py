@@ -11,6 +11,7 @@ from conftest import kill_when
 
 from objmm.data import TransitionDataset
 from objmm.envs import get_task
+from objmm.experiments.attack import Head
 from objmm.objectives.distance_weighted import trajectory_rewards
 from objmm.training import DynamicsModule
 from objmm.training.metrics import dataset_metrics
@@ -73,6 +74,81 @@ def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_p
     assert history(work / "killed") == history(attacked / "reference")
 
 
+GRADIENT = ["--attack.method", "gradient", "--attack.gradient.steps", "6", "--attack.gradient.states", "16"]
+GRADIENT += ["--attack.gradient.sequences", "8", "--attack.gradient.lr", "0.05"]
+
+
+def test_the_gradient_attack_keeps_the_bound_lowers_its_surrogate_and_resumes(
+    attacked, tmp_path, objmm_in, accelerator
+):
+    work = tmp_path / "work"
+    shutil.copytree(attacked / "runs", work / "runs")
+    args = [*ATTACK, *accelerator, *GRADIENT]
+    objmm_in(work, [*args, "--attack.out", "straight"], [*args, "--attack.out", "resumed", "--attack.generations", "2"])
+    objmm_in(work, [*args, "--attack.out", "resumed"])
+    summary = json.loads((work / "straight" / "attack.json").read_text())
+    bound, steps = summary["start"]["ll"], summary["history"]
+    assert len(steps) == 3 and all(h["popsize"] == 1 for h in steps)
+    assert all(h["member_ll"] >= bound for h in steps if "member_ll" in h)
+    assert summary["best"]["ll"] >= bound and summary["best"]["reward"] <= summary["start"]["reward"]
+    module, _ = load_model(work / "straight" / "attacked.pt")
+    validation = TransitionDataset.load(work / "runs" / "pets_tiny" / "dataset")
+    assert dataset_metrics(module.model, validation, None, "random", 4096, 0)["paper_ll"] >= bound
+    # the search spent steps on the surrogate (how far it fell: the next test)
+    assert sum(h["surrogate_steps"] for h in steps) > 0 and "surrogate" in summary["start"]
+    # two generations, then a third from the saved state: the same path as three at once
+    assert history(work / "resumed") == history(work / "straight")
+
+
+def test_the_gradient_search_measures_the_ll_the_attack_measures(attacked, device):
+    from objmm.experiments.attack_gradient import GradientSearch, GradientSettings
+
+    run = attacked / "runs" / "pets_tiny"
+    module, _ = load_model(sorted((run / "models").glob("trial_*.pt"))[-1], device)
+    validation = TransitionDataset.load(run / "dataset")
+    measured = dataset_metrics(module.model, validation, None, "random", 4096, 0)["paper_ll"]
+    env = {"id": CARTPOLE, "kwargs": {}}
+    settings = GradientSettings(steps=1, lr=1e-4, states=8, sequences=4, temperature=0.1, floor=1e-8)
+    search = GradientSearch(module.model, validation, env, 5, measured, settings, 0, device)
+    assert search.current_ll() == pytest.approx(measured, abs=1e-5)
+    # whitened: with the log-variance held, a step u in U costs |u|^2 / 2 of LL (to second order;
+    # the floor, 1e-8 here, takes a little off), whatever its direction
+    mean_weight, mean_bias = search.mean_head()
+    logvar = (search.logvar_weight.detach(), search.logvar_bias.detach())
+    base = search.ll(mean_weight, mean_bias, *logvar).item()
+    for direction in torch.randn(3, *search.u.shape, generator=torch.Generator().manual_seed(0)):
+        u = 0.1 * direction.to(search.u) / direction.norm()
+        with torch.no_grad():
+            search.u.copy_(u)
+            plus = search.ll(*search.mean_head(), *logvar).item()
+            search.u.copy_(-u)
+            minus = search.ll(*search.mean_head(), *logvar).item()
+        assert -(plus + minus - 2 * base) == pytest.approx(0.01, rel=0.05)
+    with torch.no_grad():
+        search.u.zero_()
+    # the surrogate's gradient goes through the whole rollout: it matches a central difference
+    search.surrogate(*search.mean_head()).backward()
+    direction = torch.randn(search.u.shape, generator=torch.Generator().manual_seed(1)).to(search.u)
+    direction /= direction.norm()
+    with torch.no_grad():
+        search.u.copy_(1e-3 * direction)
+        plus = search.current_surrogate()
+        search.u.copy_(-1e-3 * direction)
+        minus = search.current_surrogate()
+        search.u.zero_()
+    assert (plus - minus) / 2e-3 == pytest.approx((search.u.grad * direction).sum().item(), rel=0.02)
+    search.u.grad = None
+    # and a small step (no bound to hold: every step is the surrogate's) goes down it
+    search.bound, start = -1e9, search.current_surrogate()
+    record = search.generation()
+    assert record["surrogate_steps"] == 1 and record["surrogate"] < start - 1e-5
+    # the head it hands over is the head it measured
+    moved = Head(module).with_vector(search.head_vector())
+    assert dataset_metrics(moved.model, validation, None, "random", 4096, 0)["paper_ll"] == pytest.approx(
+        search.current_ll(), abs=1e-4
+    )
+
+
 def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of):
     monkeypatch.chdir(tmp_path)
     deterministic = DynamicsModule(members=1, width=8, depth=1, probabilistic=False)
@@ -91,6 +167,11 @@ def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of)
     )
     assert message == "objmm: error: attack.expert: no expert dataset at no/expert (make one with `objmm data expert`)"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("attack_state.pkl"))
+    message = error_of(*ATTACK, "--attack.gradient.lr", "0")
+    assert message == (
+        "objmm: error: attack.gradient: lr, temperature and floor must be positive and margin not negative, "
+        "got 0.0, 1.0, 0.0001, 0.01"
+    )
 
 
 def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator):

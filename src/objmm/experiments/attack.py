@@ -9,6 +9,11 @@ layer (weights and biases of every member) to minimise the controller's mean rea
 `paper_ll`, the mean over rows) is below the start model's gets a fitness of `penalty` x (1 + the
 LL it lost), worse than any reward, and is never kept as the best; its episodes are not run.
 
+`attack.method: gradient` searches the same head by a first-order method instead: a surrogate of
+the planner's choice, descended through the model's own rollouts, with the LL held at the bound
+(`attack_gradient.py`). A generation is then `attack.gradient.steps` steps and one candidate, kept
+under the same rule.
+
 Why separable CMA-ES (`cma`'s `CMA_diagonal: True`): the head has thousands of parameters (P 200
 wide: 1608; the paper's 500 wide: 4008; PE: 5x that). Full CMA-ES keeps an n x n covariance,
 O(n^2) memory and time per sample, and learns it at a rate of about 1/n^2 per generation, so over
@@ -33,6 +38,7 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,6 +48,7 @@ from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
+from objmm.experiments.attack_gradient import GradientSearch, GradientSettings
 from objmm.experiments.rewards import stacked_rewards
 from objmm.planning import CEMConfig
 from objmm.plots import plot_attack_path
@@ -64,7 +71,9 @@ class AttackSettings:
             dataset or a generator spec).
         expert: an expert dataset: the plans of the original and the attacked model along its first
             trajectory become fig6.png (optional).
-        generations: CMA-ES generations.
+        method: `cma` (the paper's search: separable CMA-ES) or `gradient` (a first-order search on a
+            surrogate of the planner's choice; `attack_gradient.py`).
+        generations: CMA-ES generations (or rounds of `gradient.steps` steps).
         popsize: candidates per generation (default: cma's 4 + 3 ln n).
         sigma: CMA-ES's initial step, in the units of the head's weights.
         episodes: real episodes per candidate (the paper: 5).
@@ -73,12 +82,14 @@ class AttackSettings:
         cem: the planner (Table 1: cartpole 25/400/40/5).
         penalty: the fitness of a candidate below the LL bound, times (1 + the LL it lost): larger
             than any reward.
+        gradient: the first-order search's settings (with `method: gradient`).
         out: where the state, the attacked model and the figures go.
     """
 
     model: str = ""
     validation: str = ""
     expert: str | None = None
+    method: Literal["cma", "gradient"] = "cma"
     generations: int = 30
     popsize: int | None = None
     sigma: float = 0.01
@@ -87,6 +98,7 @@ class AttackSettings:
     episode_steps: int | None = None
     cem: CEMConfig = field(default_factory=CEMConfig)
     penalty: float = 1e6
+    gradient: GradientSettings = field(default_factory=GradientSettings)
     out: str = "runs/attack"
 
     def __post_init__(self):
@@ -169,7 +181,9 @@ class AttackRun(ExperimentRun):
     def plain_settings(self) -> dict:
         """What makes two attacks the same (one's state can go on as the other; generations may grow)."""
         s = self.settings
+        method = {"method": s.method, "gradient": asdict(s.gradient)} if s.method == "gradient" else {}
         return {
+            **method,
             "model": str(self.model_path),
             "validation": s.validation,
             "env": self.env,
@@ -202,8 +216,6 @@ class AttackRun(ExperimentRun):
 
     # ----------------------------------------------------------------- the search
     def start(self) -> dict:
-        import cma
-
         settings = self.plain_settings()
         path = self.out / STATE
         if path.exists():
@@ -218,12 +230,32 @@ class AttackRun(ExperimentRun):
                 )
             np.random.set_state(state["numpy_state"])  # cma samples from numpy's global generator
             print(f"attack: resuming {path} after generation {len(state['history'])}", flush=True)
-            return state
-        theta = self.head.vector()
-        ll = self.ll(self.module)
-        print(f"attack: {self.model_path}, {theta.size} head parameters; measuring the start model", flush=True)
-        reward = float(self.rewards([self.module], "  start model: ")[0])
-        print(f"attack: start model: reward {reward:.1f}, LL {ll:.4f} (the bound)", flush=True)
+        else:
+            theta = self.head.vector()
+            ll = self.ll(self.module)
+            print(f"attack: {self.model_path}, {theta.size} head parameters; measuring the start model", flush=True)
+            reward = float(self.rewards([self.module], "  start model: ")[0])
+            print(f"attack: start model: reward {reward:.1f}, LL {ll:.4f} (the bound)", flush=True)
+            best = {"theta": theta, "reward": reward, "ll": ll, "generation": 0}
+            state = {"settings": settings, "start": {"reward": reward, "ll": ll}, "best": best, "history": []}
+            if self.settings.method == "cma":
+                state["es"] = self.new_cma(theta)
+        if self.settings.method == "gradient":
+            s = self.settings
+            self.search = GradientSearch(
+                self.module.model, self.validation, self.env, s.cem.horizon, state["start"]["ll"], s.gradient,
+                derive_seed(self.seed, "attack-decoys"), self.device,
+            )  # fmt: skip
+            if "search" in state:
+                self.search.load_state_dict(state["search"])
+            else:
+                state["start"]["surrogate"] = self.search.current_surrogate()
+                print(f"attack: the start model's surrogate {state['start']['surrogate']:.2f}", flush=True)
+        return state
+
+    def new_cma(self, theta: np.ndarray):
+        import cma
+
         options = {
             "CMA_diagonal": True,
             "seed": derive_seed(self.seed, "cma") % (2**31 - 1) + 1,
@@ -234,11 +266,32 @@ class AttackRun(ExperimentRun):
         }
         if self.settings.popsize:
             options["popsize"] = self.settings.popsize
-        es = cma.CMAEvolutionStrategy(theta, self.settings.sigma, options)
-        best = {"theta": theta, "reward": reward, "ll": ll, "generation": 0}
-        return {"settings": settings, "es": es, "start": {"reward": reward, "ll": ll}, "best": best, "history": []}
+        return cma.CMAEvolutionStrategy(theta, self.settings.sigma, options)
 
     def generation(self, state: dict) -> dict:
+        return self.cma_generation(state) if self.settings.method == "cma" else self.gradient_generation(state)
+
+    def gradient_generation(self, state: dict) -> dict:
+        """`gradient.steps` first-order steps; their head is the generation's one candidate."""
+        s = self.settings
+        g, bound = len(state["history"]) + 1, state["start"]["ll"]
+        t0 = time.perf_counter()
+        record = {"generation": g, **self.search.generation()}
+        theta = self.search.head_vector()
+        module = self.head.with_vector(theta)
+        ll = self.ll(module)  # measured as every CMA-ES candidate is: the search's own LL does not decide
+        record.update(popsize=1, inside_bound=int(ll >= bound))
+        if ll >= bound:
+            reward = float(self.rewards([module], f"  generation {g}/{s.generations}: ")[0])
+            record.update(member_reward=reward, member_ll=ll)
+            if reward < state["best"]["reward"]:
+                state["best"] = {"theta": theta, "reward": reward, "ll": ll, "generation": g}
+        record.update(best_reward=state["best"]["reward"], best_ll=state["best"]["ll"])
+        record["seconds"] = time.perf_counter() - t0
+        state["history"].append(record)
+        return record
+
+    def cma_generation(self, state: dict) -> dict:
         s, es = self.settings, state["es"]
         g, bound = len(state["history"]) + 1, state["start"]["ll"]
         t0 = time.perf_counter()
@@ -276,6 +329,8 @@ class AttackRun(ExperimentRun):
 
     def save(self, state: dict) -> None:
         state["numpy_state"] = np.random.get_state()
+        if self.settings.method == "gradient":
+            state["search"] = self.search.state_dict()
         self.out.mkdir(parents=True, exist_ok=True)
         payload = pickle.dumps(state)
         atomic.write_atomically(self.out / STATE, lambda tmp: Path(tmp).write_bytes(payload))
@@ -300,18 +355,7 @@ class AttackRun(ExperimentRun):
         for _ in range(len(state["history"]), s.generations):
             record = self.generation(state)
             self.save(state)
-            member = (
-                f"best member reward {record['member_reward']:.1f} (LL {record['member_ll']:.4f})"
-                if "member_reward" in record
-                else "no member within the bound"
-            )
-            print(
-                f"attack: generation {record['generation']}/{s.generations}: "
-                f"{record['inside_bound']}/{record['popsize']} within the LL bound, {member}; "
-                f"best so far {record['best_reward']:.1f} (LL {record['best_ll']:.4f}), "
-                f"sigma {record['sigma']:.4g}, {record['seconds']:.0f} s",
-                flush=True,
-            )
+            print(f"attack: generation {record['generation']}/{s.generations}: {describe(record)}", flush=True)
             if self.logger:
                 self.logger.log_metrics({f"attack/{k}": v for k, v in record.items()}, step=record["generation"])
         return self.finish(state)
@@ -326,6 +370,7 @@ class AttackRun(ExperimentRun):
             **{k: v for k, v in best.items() if k != "theta"},
         )
         path = [h for h in state["history"] if "member_reward" in h]
+        who = "CMA-ES's best member per generation" if self.settings.method == "cma" else "Each generation's candidate"
         figures = [
             plot_attack_path(
                 [h["generation"] for h in path],
@@ -334,7 +379,7 @@ class AttackRun(ExperimentRun):
                 (start["ll"], start["reward"]),
                 start["ll"],
                 path=self.out / "fig7.png",
-                title=f"CMA-ES's best member per generation: reward {start['reward']:.0f} -> {best['reward']:.0f}",
+                title=f"{who}: reward {start['reward']:.0f} -> {best['reward']:.0f}",
             )
         ]
         if self.trajectory is not None:
@@ -367,6 +412,20 @@ class AttackRun(ExperimentRun):
             f"-> {self.out / 'attacked.pt'}, {self.out / SUMMARY}, " + ", ".join(str(p) for p in figures)
         )
         return summary
+
+
+def describe(record: dict) -> str:
+    """One generation's progress line."""
+    member = (
+        f"best member reward {record['member_reward']:.1f} (LL {record['member_ll']:.4f})"
+        if "member_reward" in record
+        else "no member within the bound"
+    )
+    search = f"sigma {record['sigma']:.4g}" if "sigma" in record else f"surrogate {record['surrogate']:.2f}"
+    return (
+        f"{record['inside_bound']}/{record['popsize']} within the LL bound, {member}; "
+        f"best so far {record['best_reward']:.1f} (LL {record['best_ll']:.4f}), {search}, {record['seconds']:.0f} s"
+    )
 
 
 def main(argv: list[str]) -> None:

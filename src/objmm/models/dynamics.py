@@ -55,8 +55,11 @@ class DynamicsModel(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, mean_only: bool = False) -> Prediction:
         """obs [(E,) B, O], action [(E,) B, A] -> Prediction of the targets, [E, B, O] each."""
-        x = (self._raw_inputs(obs, action) - self.input_mean) / self.input_std
-        return self.net(x, mean_only=mean_only)
+        return self.net(self.network_inputs(obs, action), mean_only=mean_only)
+
+    def network_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The network's normalised inputs for (obs, action)."""
+        return (self._raw_inputs(obs, action) - self.input_mean) / self.input_std
 
     def targets(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output: the change of delta entries, the value of the rest."""

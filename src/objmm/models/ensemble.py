@@ -83,17 +83,24 @@ class EnsembleMLP(nn.Module):
 
         `mean_only` skips the log-variance (planning with expectation propagation needs only the mean).
         """
-        for layer in self.hidden:
-            x = F.silu(layer(x))
-        out = self.head(x)
+        out = self.head(self.features(x))
         if not self.probabilistic:
             return Prediction(out, None)
         if mean_only:
             return Prediction(out[..., : self.out_dim], None)
         mean, raw = out.split(self.out_dim, dim=-1)
+        return Prediction(mean, self.bounded_logvar(raw))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations, what the head reads: [E, B, width]."""
+        for layer in self.hidden:
+            x = F.silu(layer(x))
+        return x
+
+    def bounded_logvar(self, raw: torch.Tensor) -> torch.Tensor:
+        """The head's raw log-variance outputs, softly bounded by `min_logvar` and `max_logvar`."""
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
-        return Prediction(mean, logvar)
+        return self.min_logvar + F.softplus(logvar - self.min_logvar)
 
     def logvar_bound_penalty(self) -> torch.Tensor:
         """PETS's term that keeps the learned log-variance bounds tight (0 if deterministic)."""
