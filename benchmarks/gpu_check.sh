@@ -41,6 +41,7 @@ step fit 60 env -C "$out/work" objmm fit --config "$root/configs/tiny.yaml" "${g
 step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets_tiny.yaml" "${gpu[@]}" --pets.trials 2
 step population 60 env -C "$out/work" objmm population --config "$root/configs/population/tiny.yaml" "${gpu[@]}"
 step attack 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.expert runs/pets_tiny/dataset
+step attack_gradient 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.method gradient --attack.out runs/attack_tiny_gradient
 step reweight 60 env -C "$out/work" objmm reweight --config "$root/configs/reweight/tiny.yaml" "${gpu[@]}"
 step pairs 60 env -C "$out/work" objmm pairs --config "$root/configs/pairs/tiny.yaml" "${gpu[@]}"
 step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
