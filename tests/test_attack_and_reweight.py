@@ -143,7 +143,7 @@ def test_the_gradient_search_measures_the_ll_the_attack_measures(attacked, devic
     record = search.generation()
     assert record["surrogate_steps"] == 1 and record["surrogate"] < start - 1e-5
     # the head it hands over is the head it measured
-    moved = Head(module).with_vector(search.head_vector())
+    moved = Head(module).with_vector(Head.flat(*search.head()))
     assert dataset_metrics(moved.model, validation, None, "random", 4096, 0)["paper_ll"] == pytest.approx(
         search.current_ll(), abs=1e-4
     )

@@ -142,7 +142,12 @@ class Head:
 
     def vector(self) -> np.ndarray:
         layer = self.module.model.net.layers[-1]
-        return torch.cat([layer.weight.detach().flatten(), layer.bias.detach().flatten()]).double().cpu().numpy()
+        return self.flat(layer.weight, layer.bias)
+
+    @staticmethod
+    def flat(weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
+        """A head's weight and bias as one vector (weights, then biases)."""
+        return torch.cat([weight.detach().flatten(), bias.detach().flatten()]).double().cpu().numpy()
 
     def with_vector(self, theta: np.ndarray):
         """A copy of the module whose last layer holds `theta`."""
@@ -277,7 +282,7 @@ class AttackRun(ExperimentRun):
         g, bound = len(state["history"]) + 1, state["start"]["ll"]
         t0 = time.perf_counter()
         record = {"generation": g, **self.search.generation()}
-        theta = self.search.head_vector()
+        theta = self.head.flat(*self.search.head())
         module = self.head.with_vector(theta)
         ll = self.ll(module)  # measured as every CMA-ES candidate is: the search's own LL does not decide
         record.update(popsize=1, inside_bound=int(ll >= bound))

@@ -163,9 +163,9 @@ class GradientSearch:
         choice = F.softmax(predicted / self.settings.temperature, dim=1)
         return (choice * self.true_returns).sum(1).mean()
 
-    def step(self, climb_only: bool = False) -> tuple[float, float]:
+    def step(self, climb_only: bool = False) -> float:
         """One step: the log-variance columns on the LL, then U on the surrogate (or on the LL when
-        it is within `margin` of the bound). Returns (surrogate or nan, LL after the step)."""
+        it is within `margin` of the bound). Returns the surrogate before the step (nan if it climbed)."""
         for _ in range(VARIANCE_STEPS):
             self.logvar_opt.zero_grad()
             (-self.ll(*self.mean_head_detached(), self.logvar_weight, self.logvar_bias)).backward()
@@ -181,7 +181,7 @@ class GradientSearch:
             surrogate = loss.item()
             loss.backward()
         self.mean_opt.step()
-        return surrogate, self.current_ll()
+        return surrogate
 
     def mean_head_detached(self):
         with torch.no_grad():
@@ -193,7 +193,7 @@ class GradientSearch:
 
     def generation(self) -> dict:
         """`steps` steps, then the LL raised above the bound if it is not: the generation's record."""
-        surrogates = [self.step()[0] for _ in range(self.settings.steps)]
+        surrogates = [self.step() for _ in range(self.settings.steps)]
         raised = 0
         while self.current_ll() < self.bound + self.settings.margin / 2 and raised < MAX_RAISE_STEPS:
             self.step(climb_only=True)
@@ -205,13 +205,11 @@ class GradientSearch:
     def current_surrogate(self) -> float:
         return self.surrogate(*self.mean_head()).item()
 
-    def head_vector(self) -> np.ndarray:
-        """The search's head in `Head.vector`'s layout (all weights, then all biases)."""
-        with torch.no_grad():
-            mean_weight, mean_bias = self.mean_head()
-            weight = torch.cat([mean_weight, self.logvar_weight], dim=-1)
-            bias = torch.cat([mean_bias, self.logvar_bias], dim=-1)
-            return torch.cat([weight.flatten(), bias.flatten()]).double().cpu().numpy()
+    @torch.no_grad()
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The search's whole head: weight [E, W, 2O] and bias [E, 1, 2O], means then log-variances."""
+        mean_weight, mean_bias = self.mean_head()
+        return torch.cat([mean_weight, self.logvar_weight], dim=-1), torch.cat([mean_bias, self.logvar_bias], dim=-1)
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict:
