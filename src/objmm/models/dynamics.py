@@ -53,9 +53,10 @@ class DynamicsModel(nn.Module):
     def _raw_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.task.model_inputs(obs), action], dim=-1)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, mean_only: bool = False) -> Prediction:
-        """obs [(E,) B, O], action [(E,) B, A] -> Prediction of the targets, [E, B, O] each."""
-        return self.net(self.network_inputs(obs, action), mean_only=mean_only)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, mean_only: bool = False, head=None) -> Prediction:
+        """obs [(E,) B, O], action [(E,) B, A] -> Prediction of the targets, [E, B, O] each (`head`:
+        another output layer, as `EnsembleMLP.forward` takes it)."""
+        return self.net(self.network_inputs(obs, action), mean_only=mean_only, head=head)
 
     def network_inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The network's normalised inputs for (obs, action)."""
@@ -79,4 +80,8 @@ class DynamicsModel(nn.Module):
         if obs.device.type == "cpu" and obs.shape[0] > rows:
             chunks = zip(obs.split(rows), action.split(rows), strict=True)
             return torch.cat([self.predict_next(o, a) for o, a in chunks])
-        return self.next_obs(obs, self.forward(obs, action, mean_only=True).mean.mean(0))
+        return self.mean_next(obs, action)
+
+    def mean_next(self, obs: torch.Tensor, action: torch.Tensor, head=None) -> torch.Tensor:
+        """`predict_next` in one pass and differentiable (the attack's rollouts), `head` as in `forward`."""
+        return self.next_obs(obs, self.forward(obs, action, mean_only=True, head=head).mean.mean(0))

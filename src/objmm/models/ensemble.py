@@ -1,4 +1,9 @@
-"""A batched ensemble MLP: every layer is one batched matmul over `[members, batch, features]`."""
+"""A batched ensemble MLP: every layer is one batched matmul over `[members, batch, features]`.
+
+This is objmm's one network forward: a model's ensemble, K models stacked as one ensemble of
+K x members (`StackedDynamics`), and the attack's candidate output layers (`head=`) all go through
+`EnsembleMLP.forward`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,14 @@ class Prediction(NamedTuple):
 
     mean: torch.Tensor
     logvar: torch.Tensor | None
+
+
+def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x [E, B, in] -> [E, B, out] with weight [E, in, out], bias [E, 1, out]; x [B, in] is shared by
+    every member (broadcast, no copy)."""
+    if x.dim() == 2:
+        return torch.matmul(x, weight) + bias
+    return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleLinear(nn.Module):
@@ -35,9 +48,7 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [E, B, in] -> [E, B, out]; x [B, in] is shared by every member (broadcast, no copy)."""
-        if x.dim() == 2:
-            return torch.matmul(x, self.weight) + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+        return ensemble_linear(x, self.weight, self.bias)
 
 
 class EnsembleMLP(nn.Module):
@@ -65,6 +76,24 @@ class EnsembleMLP(nn.Module):
             self.max_logvar = nn.Parameter(torch.full((out_dim,), 0.5))
             self.min_logvar = nn.Parameter(torch.full((out_dim,), -10.0))
 
+    @classmethod
+    def stacked(cls, nets: list[EnsembleMLP]) -> EnsembleMLP:
+        """K networks of one shape as one ensemble of K x members, member k * members + m being
+        network k's member m. For the mean (planning): the log-variance bounds are network 0's."""
+        first = nets[0]
+        sizes = [first.hidden[0].weight.shape[1], first.head.weight.shape[1], len(first.hidden)]
+        with torch.device("meta"):  # no initialisation drawn (it would move the global random state)
+            net = cls(sizes[0], first.out_dim, first.members * len(nets), sizes[1], sizes[2], first.probabilistic)
+        net = net.to_empty(device=first.head.weight.device)
+        with torch.no_grad():
+            for i, layer in enumerate(net.layers):
+                layer.weight.copy_(torch.cat([n.layers[i].weight for n in nets]))
+                layer.bias.copy_(torch.cat([n.layers[i].bias for n in nets]))
+            if first.probabilistic:
+                net.max_logvar.copy_(first.max_logvar)
+                net.min_logvar.copy_(first.min_logvar)
+        return net.requires_grad_(False)
+
     @property
     def layers(self) -> list[EnsembleLinear]:
         """The hidden layers, then the output head."""
@@ -78,12 +107,17 @@ class EnsembleMLP(nn.Module):
             self.max_logvar.fill_(0.5)
             self.min_logvar.fill_(-10.0)
 
-    def forward(self, x: torch.Tensor, mean_only: bool = False) -> Prediction:
+    def forward(
+        self, x: torch.Tensor, mean_only: bool = False, head: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> Prediction:
         """x [E, B, in] or [B, in] -> Prediction with [E, B, out] tensors.
 
         `mean_only` skips the log-variance (planning with expectation propagation needs only the mean).
+        `head` (weight [E, width, out'], bias [E, 1, out']) stands in for the output layer: another
+        candidate head (the attack); one of the mean columns only (out' = out_dim) needs `mean_only`.
         """
-        out = self.head(self.features(x))
+        features = self.features(x)
+        out = self.head(features) if head is None else ensemble_linear(features, *head)
         if not self.probabilistic:
             return Prediction(out, None)
         if mean_only:

@@ -14,15 +14,15 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from objmm.errors import ObjmmError
 from objmm.models.dynamics import DynamicsModel
+from objmm.models.ensemble import EnsembleMLP
 
 
 class StackedDynamics(nn.Module):
-    #: rows of each model per pass on a CPU (as `DynamicsModel.cpu_rows_per_pass`, and independent of K)
-    cpu_rows_per_pass = 256
+    #: rows of each model per pass on a CPU: a model's own, and independent of K
+    cpu_rows_per_pass = DynamicsModel.cpu_rows_per_pass
 
     def __init__(self, models: Sequence[DynamicsModel]):
         super().__init__()
@@ -38,14 +38,8 @@ class StackedDynamics(nn.Module):
                 )
         self.task, self.stack, self.members = first.task, len(models), first.members
         self.out_dim = first.task.obs_dim
-        # every layer's weights [K x members, in, out], model by model (model k: rows k*M .. k*M + M - 1)
-        self.weights = nn.ParameterList(
-            torch.cat([m.net.layers[i].weight.detach() for m in models]) for i in range(len(first.net.layers))
-        )
-        self.biases = nn.ParameterList(
-            torch.cat([m.net.layers[i].bias.detach() for m in models]) for i in range(len(first.net.layers))
-        )
-        self.requires_grad_(False)
+        # one ensemble of K x members, model by model (model k: members k*M .. k*M + M - 1)
+        self.net = EnsembleMLP.stacked([m.net for m in models])
         self.register_buffer("input_mean", torch.stack([m.input_mean for m in models]).unsqueeze(1))  # [K, 1, in]
         self.register_buffer("input_std", torch.stack([m.input_std for m in models]).unsqueeze(1))
         self.register_buffer("delta_targets", first.delta_targets.clone())
@@ -55,9 +49,7 @@ class StackedDynamics(nn.Module):
         k, b = obs.shape[:2]
         x = (torch.cat([self.task.model_inputs(obs), action], dim=-1) - self.input_mean) / self.input_std
         x = x.unsqueeze(1).expand(k, self.members, b, x.shape[-1]).reshape(k * self.members, b, -1)
-        for weight, bias in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            x = F.silu(torch.baddbmm(bias, x, weight))
-        out = torch.baddbmm(self.biases[-1], x, self.weights[-1])[..., : self.out_dim]
+        out = self.net(x, mean_only=True).mean
         return out.view(k, self.members, b, -1).mean(1)
 
     @torch.no_grad()

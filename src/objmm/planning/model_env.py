@@ -20,6 +20,16 @@ from objmm.envs import Task
 Dynamics = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def rollout(dynamics: Dynamics, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Observations after each action: obs [B, O], actions [B, H, A] -> [B, H, O], stepping
+    `dynamics` H times (the planner's rollouts, and the attack's differentiable ones)."""
+    states = []
+    for t in range(actions.shape[1]):
+        obs = dynamics(obs, actions[:, t])
+        states.append(obs)
+    return torch.stack(states, dim=1)
+
+
 class ModelEnv(EnvBase):
     def __new__(cls, *args, **kwargs):
         # not batch-locked: accepts any batch size (the planner feeds [episodes x population] rows)
@@ -43,11 +53,7 @@ class ModelEnv(EnvBase):
         """
         if hasattr(self.dynamics, "trajectory"):
             return self.dynamics.trajectory(obs, actions)
-        states = []
-        for t in range(actions.shape[1]):
-            obs = self.dynamics(obs, actions[:, t])
-            states.append(obs)
-        return torch.stack(states, dim=1)
+        return rollout(self.dynamics, obs, actions)
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         """Start from the observation in `tensordict` (zeros if it has none)."""
