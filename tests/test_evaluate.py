@@ -32,7 +32,7 @@ def test_evaluate_writes_one_row_per_model_dataset_and_batch_mode(in_tmp):
 def test_evaluate_names_a_folder_without_models_and_a_dataset_of_another_env(in_tmp, capsys, error_of):
     Path("empty").mkdir()
     err = error_of("evaluate", "--models", "empty", "--datasets", "{a: grid:2}")
-    assert err == "objmm: error: empty holds no saved models (*.pt)"
+    assert err == "objmm: error: --models: empty holds no saved models (models/trial_NN.pt, or a fit's *.ckpt)"
     save_model(Path("m/trial_00.pt"), DynamicsModule(members=2, width=8), trial=0)
     main(["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "20", "--out", "hc"])
     err = error_of("evaluate", "--models", "m", "--datasets", "{hc: hc}")

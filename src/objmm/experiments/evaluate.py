@@ -17,17 +17,7 @@ from objmm import atomic
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.training.metrics import dataset_metrics
-from objmm.training.saved_models import load_model
-
-
-def model_files(models: str | list[str]) -> list[Path]:
-    files = []
-    for entry in map(Path, [models] if isinstance(models, str) else models):
-        found = sorted(entry.glob("*.pt")) if entry.is_dir() else [entry]
-        if not found:
-            raise ObjmmError(f"{entry} holds no saved models (*.pt)")
-        files += found
-    return files
+from objmm.training.saved_models import find_models, load_model
 
 
 def evaluate(
@@ -41,7 +31,8 @@ def evaluate(
     """Metrics of saved models on named datasets.
 
     Args:
-        models: a model file (`models/trial_NN.pt` of a PETS run) or a folder of them, or a list of these.
+        models: a model file (`models/trial_NN.pt` of a PETS run, a fit's `.ckpt`) or a folder of them (a
+            PETS run, a sweep), or a list of these.
         datasets: name -> dataset source (a saved dataset directory, `grid`, `random:EPISODESxHORIZON`, ...).
         batches: the batch modes: `random` rows of `batch_size` (the half cheetah's PETS default is 64),
             and/or one whole `trajectory` a batch (Appendix C).
@@ -53,7 +44,7 @@ def evaluate(
     if not datasets:
         raise ObjmmError("evaluate needs at least one dataset (--datasets '{name: source}')")
     rows, loaded = [], {}
-    for path in model_files(models):
+    for path in find_models(models, "--models"):
         module, info = load_model(path)
         env_id = module.hparams["env_id"]
         for name, source in datasets.items():

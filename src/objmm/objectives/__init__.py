@@ -1,12 +1,13 @@
 """Loss objectives for dynamics models; one module each, chosen in YAML by class path."""
 
-from objmm.objectives.base import Objective
+from objmm.objectives.base import Objective, build_objective
 from objmm.objectives.distance_weighted import DistanceWeighted
 from objmm.objectives.mse import MSE, squared_error
 from objmm.objectives.nll import GaussianNLL, gaussian_nll
 from objmm.objectives.reward_weighted import RewardWeighted
 
 __all__ = [
+    "build_objective",
     "MSE",
     "DistanceWeighted",
     "GaussianNLL",

@@ -12,6 +12,8 @@ the model. Pick one in YAML by class path:
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -44,3 +46,17 @@ class Objective(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def spec(self) -> dict:
+        """The objective as a config names it: its class path and its (simple) settings, read back
+        from the attributes of the constructor's argument names."""
+        kind = type(self)
+        settings = inspect.signature(kind).parameters
+        init_args = {k: getattr(self, k) for k in settings if hasattr(self, k)}
+        return {"class_path": f"{kind.__module__}.{kind.__qualname__}", "init_args": init_args}
+
+
+def build_objective(spec: dict) -> Objective:
+    """The objective a `spec()` (or a config's `class_path` and `init_args`) describes."""
+    module, _, name = spec["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))

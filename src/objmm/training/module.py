@@ -112,6 +112,11 @@ class DynamicsModule(L.LightningModule):
             metrics = {f"{name}/{key}": value for key, value in accumulator.compute().items()}
             self.log_dict(metrics, add_dataloader_idx=False)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The objective goes into a checkpoint too (hparams leave it out), so `load_model` reads a
+        checkpoint as it reads a saved model."""
+        checkpoint["objective"] = self.objective.spec()
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         decayed = [layer.weight for layer in self.model.net.layers]
         rest = [p for p in self.parameters() if all(p is not w for w in decayed)]
