@@ -84,6 +84,10 @@ TASK = Task(
     state_high=(1.5, math.pi, 5.0, 12.0),
     obs_names=("x", "theta", "x_dot", "theta_dot"),
     periodic_dims=(1,),
+    expert_reward=179.0,
+    expert_size=2400,
+    on_policy_trials=20,
+    table1_cem=(25, 400, 40, 5),
 )
 PETSCartpoleEnv.task = TASK
 ENV_CLASS = PETSCartpoleEnv

@@ -112,6 +112,10 @@ TASK = Task(
         "ffoot_dot",
     ),
     periodic_dims=(2,),
+    expert_reward=10000.0,
+    expert_size=3000,
+    on_policy_trials=100,
+    table1_cem=(30, 500, 50, 5),
 )
 PETSHalfCheetahEnv.task = TASK
 ENV_CLASS = PETSHalfCheetahEnv

@@ -41,6 +41,13 @@ class Task:
     obs_names: tuple[str, ...] = ()
     #: observation entries that are angles (grid data slices them without repeating -pi and pi)
     periodic_dims: tuple[int, ...] = ()
+    #: the paper's "expert" (solved) bar on an episode's reward (Sec. 4: cartpole 179, half cheetah 10000)
+    expert_reward: float = float("inf")
+    #: Table 2: transitions in the expert dataset, and trials of the PETS run whose data is the on-policy set
+    expert_size: int = 0
+    on_policy_trials: int = 0
+    #: Table 1's CEM planner: horizon, population, elites, iterations
+    table1_cem: tuple[int, int, int, int] = (25, 400, 40, 5)
 
     def reward(self, **env_kwargs) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The batched torch reward of the env made with `env_kwargs` (e.g. x_goal); env settings that

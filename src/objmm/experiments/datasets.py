@@ -16,7 +16,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from objmm.atomic import write_json
@@ -27,17 +26,11 @@ from objmm.planning import CEMConfig, CEMPlanner, SimulatorDynamics, collect_epi
 from objmm.progress import episode_progress
 from objmm.seeding import derive_seed, seed_of
 
-#: Table 2's sizes and the paper's expert bar (§4), per env
-EXPERT_SIZE = {"objmm/PETSCartpole-v0": 2400, "objmm/PETSHalfCheetah-v0": 3000}
-SOLVED_REWARD = {"objmm/PETSCartpole-v0": 179.0, "objmm/PETSHalfCheetah-v0": 10000.0}
-TABLE1_CEM = {
-    "objmm/PETSCartpole-v0": CEMConfig(horizon=25, population=400, elites=40, iterations=5),
-    "objmm/PETSHalfCheetah-v0": CEMConfig(horizon=30, population=500, elites=50, iterations=5),
-}
 
-
-#: Table 2's on-policy sets: a PETS run's dataset after this many trials (the initial rollout included)
-ON_POLICY_TRIALS = {"objmm/PETSCartpole-v0": 20, "objmm/PETSHalfCheetah-v0": 100}
+def table1_cem(task) -> CEMConfig:
+    """Table 1's planner for a task."""
+    horizon, population, elites, iterations = task.table1_cem
+    return CEMConfig(horizon=horizon, population=population, elites=elites, iterations=iterations)
 
 
 def default_out(env_id: str, kind: str) -> str:
@@ -96,11 +89,11 @@ def expert(
     again to go on from there after a kill.
     """
     task = get_task(env.id)
-    size = size or EXPERT_SIZE.get(env.id, 10 * task.episode_steps)
+    size = size or task.expert_size or 10 * task.episode_steps
     require_at_least_one("", size=size, episodes_per_batch=episodes_per_batch, max_episodes=max_episodes)
-    min_reward = SOLVED_REWARD.get(env.id, -np.inf) if min_reward is None else min_reward
+    min_reward = task.expert_reward if min_reward is None else min_reward
     simulator = SimulatorDynamics(env.id, **env.kwargs)
-    planner = CEMPlanner.for_dynamics(task, simulator, cem or TABLE1_CEM.get(env.id), env.kwargs)
+    planner = CEMPlanner.for_dynamics(task, simulator, cem or table1_cem(task), env.kwargs)
     out_path = Path(out or default_out(env.id, "expert"))
     # the episodes kept so far, saved after every batch, so that a killed run goes on where it
     # stopped (each batch's seed follows from the episodes tried, so the resumed run is the same)
@@ -190,7 +183,8 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
     state, config = load_state(Path(run)), load_config(Path(run))
     dataset = TransitionDataset.load(Path(run) / "dataset").head(state["dataset_rows"])
     env = dataset.env_id
-    trials = trials or ON_POLICY_TRIALS.get(env, state["finished_trials"])
+    task = get_task(env)
+    trials = trials or task.on_policy_trials or state["finished_trials"]
     require_at_least_one("", trials=trials)
     if trials > state["finished_trials"]:
         raise ObjmmError(
@@ -198,7 +192,7 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
             f"go on with: objmm pets --resume {run} --pets.trials {trials}"
         )
     history = state["history"][:trials]
-    bar = SOLVED_REWARD.get(env, -np.inf) if min_reward is None else min_reward
+    bar = task.expert_reward if min_reward is None else min_reward
     best = max(h["reward/mean"] for h in history)
     if best < bar:
         raise ObjmmError(f"the pets run {run} never solved {env} in {trials} trials: best reward {best:.1f} < {bar}")
