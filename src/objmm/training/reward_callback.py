@@ -41,6 +41,8 @@ class EpisodeRewardCallback(L.Callback):
         cem: the planner's settings.
         monitor: the validation metric to remember and plot beside the reward; its best is the
             lowest, or the highest for a log-likelihood (`.../paper_ll...`).
+        seed: where the episodes' starts and the planner's samples derive from (default: the run's
+            `seed_everything`, as every other random stream of the run).
         env_kwargs: evaluate in an env with these settings instead of the model's own (`env.kwargs`),
             e.g. another cartpole goal (the paper's Fig. 12).
         progress: print the episodes' steps and reward so far while they run.
@@ -54,7 +56,7 @@ class EpisodeRewardCallback(L.Callback):
         episodes: int = 10,
         cem: CEMConfig | None = None,
         monitor: str = "val/nll",
-        seed: int = 0,
+        seed: int | None = None,
         env_kwargs: dict | None = None,
         figure_name: str = "reward_vs_nll.png",
         progress: bool = True,
@@ -79,13 +81,15 @@ class EpisodeRewardCallback(L.Callback):
         self.figure_path: Path | None = None
 
     # ----------------------------------------------------------------- evaluation
-    def evaluate(self, pl_module: L.LightningModule, epoch: int = 0) -> np.ndarray:
+    def evaluate(self, pl_module: L.LightningModule, epoch: int = 0, seed: int | None = None) -> np.ndarray:
         """Episode rewards [episodes] of the CEM controller using `pl_module.model`, in the env the
-        model was made for (`env.kwargs`), unless this callback was given other env settings.
+        model was made for (`env.kwargs`), unless this callback was given other env settings; `seed`:
+        the run's (default: this callback's, else 0).
 
         The planner's samples come from a seed of this epoch's own, on a forked random state: the
         same model gives the same rewards in an uninterrupted and a resumed fit, and training's
         random state is left as it was."""
+        seed = (self.seed or 0) if seed is None else seed
         model = pl_module.model
         env_kwargs = {**pl_module.env_kwargs, **self.env_kwargs}
         planner = CEMPlanner.for_dynamics(model.task, model.predict_next, self.cem, env_kwargs, pl_module.device)
@@ -94,12 +98,12 @@ class EpisodeRewardCallback(L.Callback):
         model.eval()
         try:
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(derive_seed(self.seed, "planner", epoch))
+                torch.manual_seed(derive_seed(seed, "planner", epoch))
                 record = collect_episodes(
                     model.task.env_id,
                     planner,
                     self.episodes,
-                    seed=self.seed,
+                    seed=seed,
                     device=pl_module.device,
                     progress=episode_progress(f"epoch {epoch}: episode ") if self.progress else None,
                     **env_kwargs,
@@ -119,7 +123,9 @@ class EpisodeRewardCallback(L.Callback):
         last = epoch + 1 == trainer.max_epochs
         if (epoch + 1) % self.every_n_epochs and not last:
             return
-        rewards = self.evaluate(pl_module, epoch)
+        # the callback's own seed, or the run's: `seed_everything`, which the datamodule carries
+        seed = self.seed if self.seed is not None else getattr(trainer.datamodule, "seed", 0)
+        rewards = self.evaluate(pl_module, epoch, seed)
         self.reward_history.append((epoch, float(rewards.mean()), float(rewards.std())))
         pl_module.log_dict({"reward/mean": float(rewards.mean()), "reward/std": float(rewards.std())})
         print(f"epoch {epoch}: episode reward {rewards.mean():.1f} ± {rewards.std():.1f} over {self.episodes} episodes")
