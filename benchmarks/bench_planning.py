@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-import objmm  # noqa: F401
+import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
 

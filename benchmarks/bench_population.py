@@ -20,7 +20,7 @@ import json
 import torch
 from bench_planning import matmul_gflops, timed_pair  # the same matmul rate and timing as bench_planning
 
-import objmm  # noqa: F401
+import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel, StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner
 

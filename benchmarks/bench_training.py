@@ -17,7 +17,7 @@ import time
 import lightning as L
 import torch
 
-import objmm  # noqa: F401
+import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.datamodule import EnsembleBatches
 from objmm.training.trainer import bare_trainer

@@ -11,7 +11,7 @@ from conftest import kill_when
 
 from objmm.data import TransitionDataset
 from objmm.envs import get_task
-from objmm.experiments.attack import Head
+from objmm.experiments.attack_cma import Head
 from objmm.objectives.distance_weighted import trajectory_rewards
 from objmm.training import DynamicsModule
 from objmm.training.metrics import dataset_metrics
@@ -159,7 +159,9 @@ def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of)
     assert "d.pt is a deterministic model (D or DE): it has no likelihood" in message and "\n" not in message
     (tmp_path / "empty_run").mkdir()
     message = error_of(*ATTACK, "--attack.model", "empty_run")
-    assert message == "objmm: error: attack.model: empty_run holds no saved per-trial models (models/trial_NN.pt)"
+    assert (
+        message == "objmm: error: attack.model: empty_run holds no saved models (models/trial_NN.pt, or a fit's *.ckpt)"
+    )
     # the expert is checked before the search, not after it
     run = attacked / "runs/pets_tiny"
     message = error_of(

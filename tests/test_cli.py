@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -60,7 +61,41 @@ def test_a_resumed_fit_ends_identical_to_an_uninterrupted_one_in_the_same_run(in
 
 
 def test_objective_is_chosen_by_class_path(in_tmp):
-    fit("--model.objective", "objmm.objectives.MSE", "--trainer.max_epochs", "1")
+    """The model section's objective is what trains and validates: its `val/loss` is the MSE under
+    MSE and the NLL under GaussianNLL (the same model and data otherwise)."""
+    last = {}
+    for objective, loss in (("objmm.objectives.MSE", "mse"), ("objmm.objectives.GaussianNLL", "nll")):
+        fit("--model.objective", objective, "--trainer.max_epochs", "1", "--trainer.logger.init_args.project", loss)
+        checkpoint = torch.load(next(Path("runs", loss).glob("*/checkpoints/*.ckpt")), weights_only=False)
+        (rewards,) = [c for name, c in checkpoint["callbacks"].items() if "EpisodeReward" in name]
+        last[loss] = rewards["metrics_history"][-1]
+    assert last["mse"]["val/loss"] == pytest.approx(last["mse"]["val/mse"], rel=1e-6)
+    assert last["nll"]["val/loss"] == pytest.approx(last["nll"]["val/nll"], rel=1e-6)
+    assert last["mse"]["val/loss"] != pytest.approx(last["mse"]["val/nll"], rel=1e-3)
+    assert last["mse"]["val/nll"] != pytest.approx(last["nll"]["val/nll"], rel=1e-3)  # trained differently
+
+
+def test_objmm_help_lists_every_command_and_a_mistyped_one_gets_a_guess(capsys, error_of):
+    from objmm.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        assert f"\n  {command} " in out, command
+    assert error_of("populaton") == (
+        "objmm: error: unknown command 'populaton'; did you mean population? (`objmm --help` lists the commands)"
+    )
+
+
+def test_a_mistyped_setting_is_one_line_with_the_nearest_setting(in_tmp, error_of):
+    err = error_of("pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--pets.trails", "3")
+    assert err == (
+        "objmm: error: unrecognized arguments: --pets.trails 3 (--pets.trails: did you mean --pets.trials?); "
+        "`objmm pets --help` lists the settings"
+    )
+    assert not Path("runs").exists()
 
 
 def test_unknown_env_id(in_tmp, capsys, error_of):
@@ -119,7 +154,7 @@ def test_a_diverging_loss_stops_the_run(in_tmp, capsys, error_of):
 
 
 def test_the_env_section_reaches_the_model_the_data_and_the_reward_evaluation(in_tmp):
-    from objmm.cli import ObjmmCLI
+    from objmm.experiments.framework import ObjmmCLI
     from objmm.planning import CEMConfig
     from objmm.training import EpisodeRewardCallback
 
@@ -130,3 +165,21 @@ def test_the_env_section_reaches_the_model_the_data_and_the_reward_evaluation(in
     cli.model.env_kwargs = {"x_goal": 0.0}
     at_zero = callback.evaluate(cli.model)
     assert not np.allclose(at_half, at_zero)  # the same model and seeds, scored at the goal it was made for
+
+
+def test_a_fit_checkpoint_is_a_model_file_and_its_reward_episodes_follow_seed_everything(in_tmp):
+    """`load_model` reads fit's checkpoints (objective included); the reward callback's episodes
+    derive from `seed_everything`, not from a seed of their own."""
+    from objmm.planning import CEMConfig
+    from objmm.training import EpisodeRewardCallback
+    from objmm.training.saved_models import load_model
+
+    fit("--seed_everything", "3", "--trainer.max_epochs", "1", "--model.objective", "objmm.objectives.MSE")
+    (checkpoint,) = Path("runs/objmm-tests").glob("*/checkpoints/*.ckpt")
+    module, info = load_model(checkpoint)
+    assert info == {"epoch": 0} and module.hparams["width"] == 32 and type(module.objective).__name__ == "MSE"
+    (rewards,) = [c for n, c in torch.load(checkpoint, weights_only=False)["callbacks"].items() if "EpisodeReward" in n]
+    logged = rewards["reward_history"][0][1]
+    callback = EpisodeRewardCallback(episodes=2, cem=CEMConfig(horizon=5, population=16, elites=4, iterations=2))
+    assert callback.evaluate(module, 0, seed=3).mean() == pytest.approx(logged, rel=1e-9)
+    assert callback.evaluate(module, 0, seed=0).mean() != pytest.approx(logged, rel=1e-6)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import objmm  # noqa: F401  (registers the envs)
+import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.envs import get_task, make_env
 from objmm.envs.cartpole import cartpole_model_inputs, cartpole_reward
 from objmm.errors import ObjmmError

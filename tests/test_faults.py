@@ -103,6 +103,7 @@ BAD_INPUT = [
     (PETS + ["--pets.trials", "0"], "pets.trials must be at least 1, got 0"),
     (PETS + ["--pets.episode_steps", "0"], "pets.episode_steps must be at least 1, got 0"),
     (PETS + ["--data.train", "random:1x1"], "data.train 'random:1x1' has 1 rows; PETS needs 2"),
+    (PETS + ["--data.train", "grid:2"], "data.train 'grid:2' is one-step rows, not trajectories; PETS starts"),
     (PETS + ["--env.id", "objmm/Nope-v0"], "unknown env id 'objmm/Nope-v0'"),
     (FIT + ["--env.kwargs", "{x_gaol: 0.5}"], "env.kwargs {'x_gaol': 0.5} do not fit objmm/PETSCartpole-v0"),
     (["pets", "--resume", "nowhere"], "nowhere is not an objmm pets run"),

@@ -142,13 +142,18 @@ def test_half_cheetah_incremental_pets_runs(in_tmp):
 def test_resume_on_a_directory_that_is_not_a_run(in_tmp, capsys, error_of):
     Path("empty").mkdir()
     err = error_of("pets", "--resume", "empty")
-    assert err == "objmm: error: empty is not an objmm pets run (no state.json and pets_config.yaml)"
+    assert err == "objmm: error: empty is not an objmm pets run (no pets_config.yaml in it)"
 
 
-def test_a_second_run_into_the_same_directory_is_refused(in_tmp, capsys, error_of):
+def test_a_run_with_other_settings_into_the_same_directory_is_refused(in_tmp, capsys, error_of):
     main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
-    err = error_of("pets", "--config", TINY, "--pets.run_dir", "r")
-    assert "r already holds a pets run; use --resume r" in err
+    state = Path("r/state.json").read_text()
+    err = error_of("pets", "--config", TINY, "--pets.run_dir", "r", "--data.batch_size", "8")
+    assert err == (
+        "objmm: error: r holds a pets run with other settings (data.batch_size: 16 -> 8); go on with its own "
+        "(objmm pets --resume r) or use another pets.run_dir"
+    )
+    assert Path("r/state.json").read_text() == state
 
 
 def test_a_run_that_failed_before_its_first_trial_can_be_started_again(in_tmp, capsys, error_of):
@@ -187,7 +192,10 @@ def test_resume_with_another_architecture_is_refused_and_the_config_kept(in_tmp,
     main(["pets", "--config", TINY, "--pets.run_dir", "r", "--pets.trials", "1"])
     config = Path("r/pets_config.yaml").read_text()
     err = error_of("pets", "--resume", "r", "--model.width", "64", "--pets.trials", "2")
-    assert err == "objmm: error: r was trained with model.width = 16, not 64; resume it with its own model settings"
+    assert err == (
+        "objmm: error: r holds a pets run with other settings (model.width: 16 -> 64); go on with its own "
+        "(objmm pets --resume r) or use another pets.run_dir"
+    )
     assert Path("r/pets_config.yaml").read_text() == config
     main(["pets", "--resume", "r", "--pets.trials", "2"])  # a plain resume still works
 

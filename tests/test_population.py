@@ -13,8 +13,9 @@ from scipy import stats
 
 from objmm.cli import main
 from objmm.data import load_source
-from objmm.experiments.rewards import stacked_rewards
+from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.models import DynamicsModel, StackedDynamics
+from objmm.planning import CEMConfig
 from objmm.stats import correlation
 from objmm.training import DynamicsModule
 
@@ -73,11 +74,7 @@ def test_a_model_plans_the_same_episodes_in_a_stack_of_k_as_alone(device):
         module = DynamicsModule(CARTPOLE, members=2, width=16, depth=2)
         module.model.load_state_dict(model.state_dict())
         modules.append(module)
-    settings = {
-        "episodes": 2,
-        "episode_steps": 15,
-        "cem": {"horizon": 4, "population": 12, "elites": 3, "iterations": 2},
-    }
+    settings = Evaluation(episodes=2, episode_steps=15, cem=CEMConfig(horizon=4, population=12, elites=3, iterations=2))
     env = {"id": CARTPOLE, "kwargs": {}}
     stacked = stacked_rewards(modules, settings, env, seed=5, device=str(device))
     alone = np.concatenate([stacked_rewards([m], settings, env, seed=5, device=str(device)) for m in modules])
@@ -150,7 +147,9 @@ def test_bad_population_input_is_one_line_and_writes_no_row(pets_runs, tmp_path,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty_run").mkdir()
     message = error_of(*POPULATION, "--population.models", "[empty_run]")
-    assert message == "objmm: error: population.models: empty_run holds no saved per-trial models (models/trial_NN.pt)"
+    assert message == (
+        "objmm: error: population.models: empty_run holds no saved models (models/trial_NN.pt, or a fit's *.ckpt)"
+    )
     load_source("random:1x5", "objmm/PETSHalfCheetah-v0").save(tmp_path / "cheetah")
     models = str(pets_runs / "runs" / "pets_tiny")
     message = error_of(*POPULATION, "--population.models", f"[{models}]", "--population.datasets", "{hc: cheetah}")

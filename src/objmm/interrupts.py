@@ -13,8 +13,6 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import lightning as L
-
 _requested = False
 
 
@@ -46,14 +44,3 @@ def handled() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
         _requested = False
-
-
-class InterruptCheck(L.Callback):
-    """`check()` after every batch, so a swallowed Ctrl-C still stops a fit (Lightning then handles
-    it as its own: `trainer.interrupted`, SystemExit(1))."""
-
-    def on_train_batch_end(self, *args, **kwargs) -> None:
-        check()
-
-    def on_validation_batch_end(self, *args, **kwargs) -> None:
-        check()

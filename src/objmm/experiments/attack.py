@@ -9,20 +9,10 @@ layer (weights and biases of every member) to minimise the controller's mean rea
 `paper_ll`, the mean over rows) is below the start model's gets a fitness of `penalty` x (1 + the
 LL it lost), worse than any reward, and is never kept as the best; its episodes are not run.
 
-`attack.method: gradient` searches the same head by a first-order method instead: a surrogate of
-the planner's choice, descended through the model's own rollouts, with the LL held at the bound
-(`attack_gradient.py`). A generation is then `attack.gradient.steps` steps and one candidate, kept
-under the same rule.
-
-Why separable CMA-ES (`cma`'s `CMA_diagonal: True`): the head has thousands of parameters (P 200
-wide: 1608; the paper's 500 wide: 4008; PE: 5x that). Full CMA-ES keeps an n x n covariance,
-O(n^2) memory and time per sample, and learns it at a rate of about 1/n^2 per generation, so over
-the few dozen generations an attack can afford it stays near its initial isotropic shape; the
-diagonal variant learns n variances at a rate of about 1/n, at O(n) a sample (Ros & Hansen 2008).
-
-Each generation's candidates inside the bound are evaluated K (`stack`) at a time through one
-batched network, every candidate on the same episode starts and the same planner samples (common
-random numbers, as in `objmm population`), so the differences in fitness are the models'.
+The search is `cma`'s separable CMA-ES (`attack_cma.py`). `attack.method: gradient` searches the
+same head by a first-order method instead: a surrogate of the planner's choice, descended through
+the model's own rollouts, with the LL held at the bound (`attack_gradient.py`). A generation is
+then `attack.gradient.steps` steps and one candidate, kept under the same rule.
 
 After every generation the CMA-ES state, the random state and the path so far are written
 atomically to `attack_state.pkl` (and `attack.json`); the same command after a kill goes on from
@@ -33,28 +23,24 @@ dataset, `fig6.png` (the actions the original and the attacked model plan along 
 
 from __future__ import annotations
 
-import copy
-import pickle
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 
 from objmm import atomic
-from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
-from objmm.experiments.attack_gradient import GradientSearch, GradientSettings
-from objmm.experiments.rewards import stacked_rewards
+from objmm.experiments.attack_cma import Head, cma_generation, new_cma
+from objmm.experiments.attack_gradient import GradientSearch, GradientSettings, gradient_generation
+from objmm.experiments.framework import ExperimentRun, ResultsFile, run_experiment
+from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.planning import CEMConfig
 from objmm.plots import plot_attack_path
 from objmm.seeding import derive_seed
 from objmm.training.metrics import dataset_metrics
-from objmm.training.saved_models import load_model, save_model
+from objmm.training.saved_models import check_env, find_models, load_model, save_model
 
 STATE = "attack_state.pkl"
 SUMMARY = "attack.json"
@@ -118,61 +104,15 @@ class AttackSettings:
             raise ObjmmError(f"attack.sigma and attack.penalty must be positive, got {self.sigma} and {self.penalty}")
 
 
-def model_file(entry: str) -> Path:
-    """A saved model file, or the last trial's model of a PETS run directory."""
-    path = Path(entry)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        found = sorted((path / "models").glob("trial_*.pt")) or sorted(path.glob("trial_*.pt"))
-        if found:
-            return found[-1]
-        raise ObjmmError(f"attack.model: {path} holds no saved per-trial models (models/trial_NN.pt)")
-    raise ObjmmError(f"attack.model: {path} does not exist")
-
-
-class Head:
-    """The last layer of a model as one flat vector (weights, then biases), and models with another
-    vector in its place."""
-
-    def __init__(self, module):
-        self.module = module
-        layer = module.model.net.layers[-1]
-        self.shapes = [layer.weight.shape, layer.bias.shape]
-
-    def vector(self) -> np.ndarray:
-        layer = self.module.model.net.layers[-1]
-        return self.flat(layer.weight, layer.bias)
-
-    @staticmethod
-    def flat(weight: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
-        """A head's weight and bias as one vector (weights, then biases)."""
-        return torch.cat([weight.detach().flatten(), bias.detach().flatten()]).double().cpu().numpy()
-
-    def with_vector(self, theta: np.ndarray):
-        """A copy of the module whose last layer holds `theta`."""
-        module = copy.deepcopy(self.module)
-        layer = module.model.net.layers[-1]
-        flat = torch.as_tensor(np.asarray(theta), dtype=layer.weight.dtype, device=layer.weight.device)
-        n = layer.weight.numel()
-        with torch.no_grad():
-            layer.weight.copy_(flat[:n].view(self.shapes[0]))
-            layer.bias.copy_(flat[n:].view(self.shapes[1]))
-        return module
-
-
 class AttackRun(ExperimentRun):
     section, settings_class, resume_file = "attack", AttackSettings, STATE
     settings: AttackSettings
 
-    def load(self) -> None:
+    def prepare(self) -> None:
         s = self.settings
-        self.model_path = model_file(s.model)
+        self.model_path = find_models(s.model, "attack.model")[-1]  # a PETS run: its last trial's model
         module, _ = load_model(self.model_path, self.device)
-        if module.hparams["env_id"] != self.env["id"]:
-            raise ObjmmError(
-                f"{self.model_path} is a model of {module.hparams['env_id']}, but env.id is {self.env['id']}"
-            )
+        check_env(module, self.model_path, self.env)
         if not module.model.probabilistic:
             raise ObjmmError(
                 f"{self.model_path} is a deterministic model (D or DE): it has no likelihood for the attack "
@@ -182,6 +122,9 @@ class AttackRun(ExperimentRun):
         # read now, so that a bad expert is named before the search, not after it
         self.trajectory = expert_trajectory(s.expert, self.env["id"], "attack.expert") if s.expert else None
         self.module, self.head = module.eval(), Head(module)
+        self.results = ResultsFile(
+            self.out / STATE, self.plain_settings(), "history", "generation", "attack.out", "attack.generations"
+        )
 
     def plain_settings(self) -> dict:
         """What makes two attacks the same (one's state can go on as the other; generations may grow)."""
@@ -210,31 +153,22 @@ class AttackRun(ExperimentRun):
         """Mean real reward of each model, K at a time, on the same episodes and planner samples
         (`episodes` names them: the search's, or fresh ones to check the result)."""
         s = self.settings
-        settings = {"episodes": s.episodes, "cem": asdict(s.cem), "episode_steps": s.episode_steps}
         out, blocks = [], -(-len(modules) // s.stack)
         for i in range(0, len(modules), s.stack):
             block = modules[i : i + s.stack]
             where = f"{prefix}block {i // s.stack + 1}/{blocks}, episode " if prefix else ""
-            returns = stacked_rewards(block, settings, self.env, derive_seed(self.seed, episodes), self.device, where)
+            seed = derive_seed(self.seed, episodes)
+            returns = stacked_rewards(block, Evaluation.of(s), self.env, seed, self.device, where)
             out.extend(returns.mean(axis=1).tolist())
         return np.array(out)
 
     # ----------------------------------------------------------------- the search
     def start(self) -> dict:
-        settings = self.plain_settings()
-        path = self.out / STATE
-        if path.exists():
-            try:
-                state = pickle.loads(path.read_bytes())
-            except Exception as error:
-                raise ObjmmError(f"{path} is damaged ({type(error).__name__}); move it away to start again") from None
-            if state["settings"] != settings:
-                raise ObjmmError(
-                    f"{path} holds an attack with other settings; use another attack.out "
-                    "(or the same settings, only attack.generations may change, to go on)"
-                )
+        if len(self.results) or self.results.extra:
+            state = {"settings": self.results.settings, "history": list(self.results.pieces.values())}
+            state.update(self.results.extra)
             np.random.set_state(state["numpy_state"])  # cma samples from numpy's global generator
-            print(f"attack: resuming {path} after generation {len(state['history'])}", flush=True)
+            print(f"attack: resuming {self.results.path} after generation {len(state['history'])}", flush=True)
         else:
             theta = self.head.vector()
             ll = self.ll(self.module)
@@ -242,9 +176,10 @@ class AttackRun(ExperimentRun):
             reward = float(self.rewards([self.module], "  start model: ")[0])
             print(f"attack: start model: reward {reward:.1f}, LL {ll:.4f} (the bound)", flush=True)
             best = {"theta": theta, "reward": reward, "ll": ll, "generation": 0}
-            state = {"settings": settings, "start": {"reward": reward, "ll": ll}, "best": best, "history": []}
+            state = {"settings": self.results.settings, "start": {"reward": reward, "ll": ll}, "best": best}
+            state["history"] = []
             if self.settings.method == "cma":
-                state["es"] = self.new_cma(theta)
+                state["es"] = new_cma(theta, self.settings.sigma, self.settings.popsize, derive_seed(self.seed, "cma"))
         if self.settings.method == "gradient":
             s = self.settings
             self.search = GradientSearch(
@@ -258,87 +193,16 @@ class AttackRun(ExperimentRun):
                 print(f"attack: the start model's surrogate {state['start']['surrogate']:.2f}", flush=True)
         return state
 
-    def new_cma(self, theta: np.ndarray):
-        import cma
-
-        options = {
-            "CMA_diagonal": True,
-            "seed": derive_seed(self.seed, "cma") % (2**31 - 1) + 1,
-            "verbose": -9,
-            "tolfun": 0,
-            "tolx": 0,
-            "tolflatfitness": 10**9,
-        }
-        if self.settings.popsize:
-            options["popsize"] = self.settings.popsize
-        return cma.CMAEvolutionStrategy(theta, self.settings.sigma, options)
-
     def generation(self, state: dict) -> dict:
-        return self.cma_generation(state) if self.settings.method == "cma" else self.gradient_generation(state)
-
-    def gradient_generation(self, state: dict) -> dict:
-        """`gradient.steps` first-order steps; their head is the generation's one candidate."""
-        s = self.settings
-        g, bound = len(state["history"]) + 1, state["start"]["ll"]
-        t0 = time.perf_counter()
-        record = {"generation": g, **self.search.generation()}
-        theta = self.head.flat(*self.search.head())
-        module = self.head.with_vector(theta)
-        ll = self.ll(module)  # measured as every CMA-ES candidate is: the search's own LL does not decide
-        record.update(popsize=1, inside_bound=int(ll >= bound))
-        if ll >= bound:
-            reward = float(self.rewards([module], f"  generation {g}/{s.generations}: ")[0])
-            record.update(member_reward=reward, member_ll=ll)
-            if reward < state["best"]["reward"]:
-                state["best"] = {"theta": theta, "reward": reward, "ll": ll, "generation": g}
-        record.update(best_reward=state["best"]["reward"], best_ll=state["best"]["ll"])
-        record["seconds"] = time.perf_counter() - t0
-        state["history"].append(record)
-        return record
-
-    def cma_generation(self, state: dict) -> dict:
-        s, es = self.settings, state["es"]
-        g, bound = len(state["history"]) + 1, state["start"]["ll"]
-        t0 = time.perf_counter()
-        candidates = es.ask()
-        modules = [self.head.with_vector(x) for x in candidates]
-        lls = np.array([self.ll(m) for m in modules])
-        inside = np.flatnonzero(lls >= bound)
-        rewards = np.full(len(candidates), np.nan)
-        if len(inside):
-            prefix = f"  generation {g}/{s.generations}, {len(inside)} candidates: "
-            rewards[inside] = self.rewards([modules[i] for i in inside], prefix)
-        # below the bound: worse than any reward, and the further below the worse
-        fitness = np.where(lls >= bound, rewards, s.penalty * (1 + np.maximum(bound - lls, 0)))
-        es.tell(candidates, fitness.tolist())
-        record = {
-            "generation": g,
-            "inside_bound": int(len(inside)),
-            "popsize": len(candidates),
-            "sigma": float(es.sigma),
-            "seconds": time.perf_counter() - t0,
-        }
-        if len(inside):
-            i = inside[np.argmin(rewards[inside])]
-            record.update(member_reward=float(rewards[i]), member_ll=float(lls[i]))
-            if rewards[i] < state["best"]["reward"]:
-                state["best"] = {
-                    "theta": np.asarray(candidates[i]),
-                    "reward": float(rewards[i]),
-                    "ll": float(lls[i]),
-                    "generation": g,
-                }
-        record.update(best_reward=state["best"]["reward"], best_ll=state["best"]["ll"])
-        state["history"].append(record)
-        return record
+        if self.settings.method == "cma":
+            return cma_generation(state, self.head, self.ll, self.rewards, self.settings)
+        return gradient_generation(state, self.search, self.head, self.ll, self.rewards, self.settings)
 
     def save(self, state: dict) -> None:
         state["numpy_state"] = np.random.get_state()
         if self.settings.method == "gradient":
             state["search"] = self.search.state_dict()
-        self.out.mkdir(parents=True, exist_ok=True)
-        payload = pickle.dumps(state)
-        atomic.write_atomically(self.out / STATE, lambda tmp: Path(tmp).write_bytes(payload))
+        self.results.add(*state["history"], **{k: v for k, v in state.items() if k not in ("settings", "history")})
         atomic.write_json(self.out / SUMMARY, self.summary(state))
 
     def summary(self, state: dict) -> dict:
@@ -353,7 +217,6 @@ class AttackRun(ExperimentRun):
         }
 
     def run(self) -> dict:
-        self.load()
         state = self.start()
         self.save(state)
         s = self.settings
@@ -406,15 +269,12 @@ class AttackRun(ExperimentRun):
         state["fresh_episodes"] = {"start_reward": float(fresh[0]), "attacked_reward": float(fresh[1])}
         summary = self.summary(state)
         atomic.write_json(self.out / SUMMARY, summary)
-        if self.logger:
-            import wandb
-
-            self.logger.experiment.log({f"attack/{p.stem}": wandb.Image(str(p)) for p in figures})
-        print(
-            f"attack: reward {start['reward']:.1f} -> {best['reward']:.1f} ({100 * summary['reward_drop']:.0f}% lower) "
+        self.publish(
+            f"reward {start['reward']:.1f} -> {best['reward']:.1f} ({100 * summary['reward_drop']:.0f}% lower) "
             f"at LL {best['ll']:.4f} (start {start['ll']:.4f}), generation {best['generation']}; on fresh episodes "
-            f"{fresh[0]:.1f} -> {fresh[1]:.1f}; "
-            f"-> {self.out / 'attacked.pt'}, {self.out / SUMMARY}, " + ", ".join(str(p) for p in figures)
+            f"{fresh[0]:.1f} -> {fresh[1]:.1f}",
+            [self.out / "attacked.pt", self.out / SUMMARY, *figures],
+            {p.stem: p for p in figures},
         )
         return summary
 

@@ -25,7 +25,9 @@ measured as for every CMA-ES candidate, is at or above the bound.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -35,7 +37,9 @@ from objmm.data import TransitionDataset
 from objmm.envs import get_task
 from objmm.envs.simulator import SimulatorDynamics
 from objmm.errors import ObjmmError, require_at_least_one
+from objmm.models.ensemble import ensemble_linear
 from objmm.objectives import gaussian_nll
+from objmm.planning.model_env import rollout
 from objmm.training.metrics import paper_ll_from_nll
 
 #: log-variance Adam steps per surrogate step, and their rate
@@ -114,7 +118,7 @@ class GradientSearch:
 
     # ----------------------------------------------------------------- set-up
     def head_output(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(bias, self.features, weight)
+        return ensemble_linear(self.features, weight, bias)
 
     def whitening(self, logvar: torch.Tensor) -> torch.Tensor:
         """[E, O, W+1, W+1]: per member and output, the map from U to the column's change (weights, bias)."""
@@ -154,12 +158,8 @@ class GradientSearch:
 
     def surrogate(self, mean_weight: torch.Tensor, mean_bias: torch.Tensor) -> torch.Tensor:
         """The true return of the sequence the model's predicted returns choose (softly), per state."""
-        obs, predicted = self.starts, 0
-        for t in range(self.actions.shape[1]):
-            features = self.model.net.features(self.model.network_inputs(obs, self.actions[:, t]))
-            obs = self.model.next_obs(obs, torch.baddbmm(mean_bias, features, mean_weight).mean(0))
-            predicted = predicted + self.reward(obs, self.actions[:, t])
-        predicted = predicted.view_as(self.true_returns)
+        states = rollout(partial(self.model.mean_next, head=(mean_weight, mean_bias)), self.starts, self.actions)
+        predicted = self.reward(states, self.actions).sum(-1).view_as(self.true_returns)
         choice = F.softmax(predicted / self.settings.temperature, dim=1)
         return (choice * self.true_returns).sum(1).mean()
 
@@ -228,6 +228,27 @@ class GradientSearch:
             self.logvar_bias.copy_(state["logvar_bias"])
         self.mean_opt.load_state_dict(state["mean_opt"])
         self.logvar_opt.load_state_dict(state["logvar_opt"])
+
+
+def gradient_generation(state: dict, search: GradientSearch, head, measure_ll, measure_rewards, s) -> dict:
+    """`gradient.steps` first-order steps; their head is the generation's one candidate, measured
+    and kept as a CMA-ES candidate is (`attack_cma.cma_generation`; `s`: the attack's settings)."""
+    g, bound = len(state["history"]) + 1, state["start"]["ll"]
+    t0 = time.perf_counter()
+    record = {"generation": g, **search.generation()}
+    theta = head.flat(*search.head())
+    module = head.with_vector(theta)
+    ll = measure_ll(module)  # measured as every CMA-ES candidate is: the search's own LL does not decide
+    record.update(popsize=1, inside_bound=int(ll >= bound))
+    if ll >= bound:
+        reward = float(measure_rewards([module], f"  generation {g}/{s.generations}: ")[0])
+        record.update(member_reward=reward, member_ll=ll)
+        if reward < state["best"]["reward"]:
+            state["best"] = {"theta": theta, "reward": reward, "ll": ll, "generation": g}
+    record.update(best_reward=state["best"]["reward"], best_ll=state["best"]["ll"])
+    record["seconds"] = time.perf_counter() - t0
+    state["history"].append(record)
+    return record
 
 
 def _to_cpu(value):

@@ -69,13 +69,14 @@ def fit_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
 
 def run_one(name: str, config_path: str, where: str) -> dict:
     """One fit, started, resumed from its last checkpoint, or skipped when its history is written."""
-    from objmm.cli import finish_wandb, fit_cli
+    from objmm.experiments import fit
+    from objmm.experiments.framework import finish_wandb
 
     history, last = Path(where) / "history.json", Path(where) / "checkpoints" / "last.ckpt"
     if not history.exists():
         resume = ["--ckpt_path", str(last)] if last.exists() else []
         try:
-            fit_cli(["fit", "--config", config_path, *resume])
+            fit.main(["fit", "--config", config_path, *resume])
         finally:
             finish_wandb(exit_code=0)
     if not history.exists():
@@ -116,7 +117,7 @@ def summarise(curve: dict, loss: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
+    from objmm.experiments.framework import experiment_cli
 
     cli = experiment_cli("fit-sweep", __doc__.splitlines()[0], argv, {"sweep": SweepSettings})
     sweep: SweepSettings = cli.config_init.sweep

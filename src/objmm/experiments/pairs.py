@@ -22,6 +22,7 @@ import numpy as np
 from objmm import atomic
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
+from objmm.experiments.framework import ExperimentRun, run_experiment
 from objmm.planning import CEMConfig
 from objmm.training.saved_models import load_model
 
@@ -96,54 +97,64 @@ def pick_pairs(rows: list[dict], ll: str, tolerance: float, min_gap: float, pair
     return chosen
 
 
-def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
+class PairsRun(ExperimentRun):
+    section, settings_class, resume_file = "pairs", PairsSettings, PAIRS
+    settings: PairsSettings
 
-    cli = experiment_cli("pairs", __doc__.splitlines()[0], argv, {"pairs": PairsSettings})
-    s: PairsSettings = cli.config_init.pairs
-    env = cli.config_init.env
-    device, seed = str(cli.trainer.strategy.root_device), cli.datamodule.seed
-    table = read_table(s.table)
-    rows = table["rows"]
-    if rows and s.ll not in rows[0]:
-        columns = sorted(k for k in rows[0] if k.endswith("paper_ll") or k.endswith("nll"))
-        raise ObjmmError(f"pairs.ll {s.ll!r} is not a column of {s.table}; its LL columns: {', '.join(columns)}")
-    chosen = pick_pairs(rows, s.ll, s.tolerance, s.min_gap, s.pairs)
-    if not chosen:
-        raise ObjmmError(
-            f"no two of the {len(rows)} models have {s.ll} within {s.tolerance} and rewards {s.min_gap} apart; "
-            "raise pairs.tolerance or lower pairs.min_gap"
-        )
-    cem = s.cem or CEMConfig(**table["settings"]["cem"])
-    trajectory = expert_trajectory(s.expert, env.id, "pairs.expert")
-    out = Path(s.out)
-    found_pairs = []
-    for i, (high, low) in enumerate(chosen):
-        modules = [load_model(Path(row["model"]), device)[0] for row in (high, low)]
-        print(f"pairs: pair {i + 1}/{len(chosen)}: planning along the expert trajectory", flush=True)
-        found = along_expert(modules, trajectory, cem, dict(env.kwargs or {}), seed, device)
-        names = [
-            f"{Path(r['run']).name} trial {r['trial']}: reward {r['reward/mean']:.0f}, LL {r[s.ll]:.3f}"
-            for r in (high, low)
-        ]
-        figure = plot_models_along_expert(
-            names, found, env.id, out / f"pair_{i + 1}.png", f"Similar LL ({s.ll}), different reward"
-        )
-        action_gap = float(np.abs(found["actions"][0] - found["actions"][1]).mean())
-        found_pairs.append(
-            {
-                "models": [r["model"] for r in (high, low)],
-                "ll": [r[s.ll] for r in (high, low)],
-                "reward": [r["reward/mean"] for r in (high, low)],
-                "mean_action_gap": action_gap,
-                "figure": str(figure),
-            }
-        )
-        print(
-            f"pairs: pair {i + 1}: rewards {high['reward/mean']:.1f} vs {low['reward/mean']:.1f}, "
-            f"LL {high[s.ll]:.3f} vs {low[s.ll]:.3f}; "
-            f"planned actions differ by {action_gap:.3f} on average -> {figure}",
-            flush=True,
-        )
-    atomic.write_json(out / PAIRS, {"settings": {**asdict(s), "cem": asdict(cem)}, "pairs": found_pairs})
-    print(f"pairs: {len(found_pairs)} pairs -> {out / PAIRS}")
+    def prepare(self) -> None:
+        s = self.settings
+        table = read_table(s.table)
+        rows = table["rows"]
+        if rows and s.ll not in rows[0]:
+            columns = sorted(k for k in rows[0] if k.endswith("paper_ll") or k.endswith("nll"))
+            raise ObjmmError(f"pairs.ll {s.ll!r} is not a column of {s.table}; its LL columns: {', '.join(columns)}")
+        self.chosen = pick_pairs(rows, s.ll, s.tolerance, s.min_gap, s.pairs)
+        if not self.chosen:
+            raise ObjmmError(
+                f"no two of the {len(rows)} models have {s.ll} within {s.tolerance} and rewards {s.min_gap} apart; "
+                "raise pairs.tolerance or lower pairs.min_gap"
+            )
+        self.cem = s.cem or CEMConfig(**table["settings"]["cem"])
+        self.trajectory = expert_trajectory(s.expert, self.env["id"], "pairs.expert")
+
+    def run(self) -> list[dict]:
+        s, found_pairs, figures = self.settings, [], {}
+        for i, (high, low) in enumerate(self.chosen):
+            modules = [load_model(Path(row["model"]), self.device)[0] for row in (high, low)]
+            print(f"pairs: pair {i + 1}/{len(self.chosen)}: planning along the expert trajectory", flush=True)
+            found = along_expert(modules, self.trajectory, self.cem, self.env["kwargs"], self.seed, self.device)
+            names = [
+                f"{Path(r['run']).name} trial {r['trial']}: reward {r['reward/mean']:.0f}, LL {r[s.ll]:.3f}"
+                for r in (high, low)
+            ]
+            figure = plot_models_along_expert(
+                names, found, self.env["id"], self.out / f"pair_{i + 1}.png", f"Similar LL ({s.ll}), different reward"
+            )
+            figures[figure.stem] = figure
+            action_gap = float(np.abs(found["actions"][0] - found["actions"][1]).mean())
+            found_pairs.append(
+                {
+                    "models": [r["model"] for r in (high, low)],
+                    "ll": [r[s.ll] for r in (high, low)],
+                    "reward": [r["reward/mean"] for r in (high, low)],
+                    "mean_action_gap": action_gap,
+                    "figure": str(figure),
+                }
+            )
+            print(
+                f"pairs: pair {i + 1}: rewards {high['reward/mean']:.1f} vs {low['reward/mean']:.1f}, "
+                f"LL {high[s.ll]:.3f} vs {low[s.ll]:.3f}; "
+                f"planned actions differ by {action_gap:.3f} on average -> {figure}",
+                flush=True,
+            )
+        atomic.write_json(self.out / PAIRS, {"settings": {**asdict(s), "cem": asdict(self.cem)}, "pairs": found_pairs})
+        if self.logger:
+            self.logger.log_metrics(
+                {f"pairs/pair_{i + 1}/action_gap": p["mean_action_gap"] for i, p in enumerate(found_pairs)}
+            )
+        self.publish(f"{len(found_pairs)} pairs", [self.out / PAIRS], figures)
+        return found_pairs
+
+
+def main(argv: list[str]) -> None:
+    run_experiment("pairs", __doc__.splitlines()[0], argv, PairsRun)

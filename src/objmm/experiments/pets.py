@@ -6,8 +6,8 @@ episode), train a model (from scratch, or go on training it: `pets.training`) on
 every episode's rows, measure it on that split, on the held-out 0.1 (`val`) and on any
 `data.val_sets`, run one CEM-MPC episode in the real env and append it to the dataset. After every
 trial the run directory holds the dataset, the trial's model (`models/trial_NN.pt`), `state.json`
-(every trial's metrics) and `pets_curve.png`, each written atomically; `objmm pets --resume
-RUN_DIR` goes on from the last finished trial with nothing lost or repeated.
+(every trial's metrics) and `pets_curve.png`, each written atomically; the same command again (or
+`objmm pets --resume RUN_DIR`) goes on from the last finished trial, nothing lost or repeated.
 
     objmm pets --config configs/pets_cartpole.yaml
     objmm pets --resume runs/pets_cartpole --pets.trials 20
@@ -29,6 +29,7 @@ from objmm import atomic
 from objmm.data import TransitionDataset
 from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
+from objmm.experiments.framework import ExperimentRun, run_experiment
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import plot_trials
 from objmm.progress import EpochProgress, episode_progress
@@ -40,8 +41,8 @@ from objmm.training.trainer import INNER_FIT
 
 STATE_FILE = "state.json"
 CONFIG_FILE = "pets_config.yaml"
-#: the architecture a run's saved models have; a resumed run must keep it
-ARCHITECTURE = ("env_id", "members", "width", "depth", "probabilistic")
+#: the settings a resumed run may change: its length, where it is and runs, and how it is logged
+MAY_CHANGE = ("pets.trials", "pets.run_dir", "trainer.logger", "trainer.accelerator", "trainer.devices")
 
 
 @dataclass
@@ -93,22 +94,23 @@ def model_path(run_dir: Path, trial: int) -> Path:
     return Path(run_dir) / "models" / f"trial_{trial:02d}.pt"
 
 
-class PETSRun:
-    def __init__(self, cli, resume: bool):
-        self.cli, self.resume = cli, resume
-        self.settings: PETSSettings = cli.config_init.pets
-        self.run_dir = Path(self.settings.run_dir)
+class PETSRun(ExperimentRun):
+    section, settings_class, resume_file, out_setting = "pets", PETSSettings, STATE_FILE, "run_dir"
+    settings: PETSSettings
+
+    def __init__(self, cli):
+        super().__init__(cli)
+        self.run_dir = self.out
         self.template: DynamicsModule = cli.model  # never trained: each new model is a fresh copy
         self.datamodule: TransitionDataModule = cli.datamodule
-        self.env = cli.config_init.env
-        self.task = get_task(self.env.id)
-        self.seed = self.datamodule.seed
+        self.task = get_task(self.env["id"])
         self.steps = self.settings.episode_steps or self.task.episode_steps
-        self.logger = cli.trainer.logger
         self.module: DynamicsModule | None = None
-        self.device = cli.trainer.strategy.root_device
         #: the metric the progress lines and the figure show: NLL for probabilistic models, else MSE
         self.loss = "nll" if self.template.model.probabilistic else "mse"
+
+    def interrupted(self, command: str) -> str:
+        return f"resume with: objmm pets --resume {self.run_dir}"
 
     # ----------------------------------------------------------------- pieces of a trial
     def new_module(self) -> DynamicsModule:
@@ -141,68 +143,74 @@ class PETSRun:
     def episode(self, trial: int) -> tuple[float, TransitionDataset]:
         model = self.module.model.eval()
         planner = CEMPlanner.for_dynamics(
-            self.task, model.predict_next, self.settings.cem, self.env.kwargs, self.device
+            self.task, model.predict_next, self.settings.cem, self.env["kwargs"], self.device
         )
         record = collect_episodes(
-            self.env.id,
+            self.env["id"],
             planner,
             1,
             seed=derive_seed(self.seed, "episode", trial),
             steps=self.steps,
             device=self.device,
             progress=episode_progress(f"  trial {trial + 1}/{self.settings.trials}: episode "),
-            **self.env.kwargs,
+            **self.env["kwargs"],
         )
-        rows = TransitionDataset.from_trajectories(self.env.id, record.obs, record.actions, record.next_obs)
+        rows = TransitionDataset.from_trajectories(self.env["id"], record.obs, record.actions, record.next_obs)
         return float(record.returns[0]), rows
 
     # ----------------------------------------------------------------- start or resume
-    def start(self) -> tuple[dict, TransitionDataset]:
-        if self.resume:
-            state = load_state(self.run_dir)
+    def prepare(self) -> None:
+        """A run in `run_dir` goes on (its settings checked, its data and last model read); a new one
+        starts from its initial data (checked)."""
+        if (self.run_dir / STATE_FILE).exists():
+            self.state = load_state(self.run_dir)
+            self.check_saved_config(MAY_CHANGE)
             dataset = TransitionDataset.load(self.run_dir / "dataset")
-            if len(dataset) < state["dataset_rows"]:
+            if len(dataset) < self.state["dataset_rows"]:
                 raise ObjmmError(
-                    f"{self.run_dir / 'dataset'} has {len(dataset)} rows, state.json {state['dataset_rows']}"
+                    f"{self.run_dir / 'dataset'} has {len(dataset)} rows, state.json {self.state['dataset_rows']}"
                 )
-            dataset = dataset.head(state["dataset_rows"])
-            if state["finished_trials"]:  # the last model: the next trial measures it on the newest data
-                self.module, _ = load_model(model_path(self.run_dir, state["finished_trials"] - 1), self.device)
-                self.check_architecture(self.module)
-        else:
-            if (self.run_dir / STATE_FILE).exists():
-                raise ObjmmError(
-                    f"{self.run_dir} already holds a pets run; use --resume {self.run_dir} or another --pets.run_dir"
-                )
-            dataset = self.datamodule.load(self.datamodule.train_source, "initial")
-            if len(dataset) < 2:
-                raise ObjmmError(f"data.train {self.datamodule.train_source!r} has {len(dataset)} rows; PETS needs 2")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            dataset.metadata.update(source="pets", initial_data=self.datamodule.train_source)
-            state = {"finished_trials": 0, "dataset_rows": len(dataset), "initial_rows": len(dataset), "history": []}
-            dataset.save(self.run_dir / "dataset")
-        # the config only now, when the settings have been accepted (and on resume the saved model too)
-        config = self.cli.parser.dump(self.cli.config, skip_none=False)
-        atomic.write_text(self.run_dir / CONFIG_FILE, config)
-        if not self.resume:
-            atomic.write_json(self.run_dir / STATE_FILE, state)
-        return state, dataset
+            self.dataset = dataset.head(self.state["dataset_rows"])
+            if self.state["finished_trials"]:  # the last model: the next trial measures it on the newest data
+                self.module, _ = load_model(model_path(self.run_dir, self.state["finished_trials"] - 1), self.device)
+            self.trials_left = self.settings.trials - self.state["finished_trials"]
+            return
+        self.state = None
+        dataset = self.datamodule.load(self.datamodule.train_source, "initial")
+        if len(dataset) < 2:
+            raise ObjmmError(f"data.train {self.datamodule.train_source!r} has {len(dataset)} rows; PETS needs 2")
+        if not dataset.has_trajectories():  # its held-out rows are a share of each episode: none of one row
+            raise ObjmmError(
+                f"data.train {self.datamodule.train_source!r} is one-step rows, not trajectories; PETS starts "
+                "from rollouts (random:1x200, babbling:20x10, a saved run's dataset)"
+            )
+        dataset.metadata.update(source="pets", initial_data=self.datamodule.train_source)
+        self.dataset, self.trials_left = dataset, self.settings.trials
 
-    def check_architecture(self, saved: DynamicsModule) -> None:
-        for key in ARCHITECTURE:
-            if saved.hparams[key] != self.template.hparams[key]:
-                raise ObjmmError(
-                    f"{self.run_dir} was trained with model.{key} = {saved.hparams[key]}, "
-                    f"not {self.template.hparams[key]}; resume it with its own model settings"
-                )
+    def log_config(self) -> None:
+        if self.trials_left > 0:  # a finished run asked again opens no empty W&B run
+            super().log_config()
+
+    def start(self) -> tuple[dict, TransitionDataset]:
+        """The state and dataset the loop goes on from; a new run writes its first ones (its config is
+        written by now, after its settings and initial data were accepted)."""
+        if self.state is not None:
+            return self.state, self.dataset
+        state = {
+            "finished_trials": 0,
+            "dataset_rows": len(self.dataset),
+            "initial_rows": len(self.dataset),
+            "history": [],
+        }
+        self.dataset.save(self.run_dir / "dataset")
+        atomic.write_json(self.run_dir / STATE_FILE, state)
+        return state, self.dataset
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict:
         state, dataset = self.start()
         trials = self.settings.trials
         extra = {name: self.datamodule.load(source, name) for name, source in self.datamodule.val_sources.items()}
-        if self.logger:
-            self.logger.log_hyperparams(self.cli.config.as_dict())
         newest = self.newest_episode(dataset)  # what a resumed run's last model has not seen
         for trial in range(state["finished_trials"], trials):
             start = time.perf_counter()
@@ -231,7 +239,8 @@ class PETSRun:
             print(self.describe(metrics), flush=True)
         print(
             f"pets: {state['finished_trials']} trials in {self.run_dir}: {STATE_FILE}, models/, dataset/, "
-            f"pets_curve.png" + (f"; W&B run in {self.logger.experiment.dir}" if self.logger else "")
+            f"pets_curve.png"
+            + (f"; W&B run in {self.logger.experiment.dir}" if self.logger and self.trials_left > 0 else "")
         )
         return state
 
@@ -279,27 +288,5 @@ class PETSRun:
         )
 
 
-def resume_arguments(argv: list[str]) -> tuple[list[str], bool]:
-    """`--resume RUN_DIR [settings]` -> the run's saved config with those settings on top."""
-    if "--resume" not in argv:
-        return argv, False
-    i = argv.index("--resume")
-    if i + 1 >= len(argv):
-        raise ObjmmError("--resume needs a pets run directory")
-    run_dir, rest = argv[i + 1], argv[:i] + argv[i + 2 :]
-    if any(a.startswith("--pets.run_dir") or a == "--config" for a in rest):
-        raise ObjmmError("--resume RUN_DIR takes the run's own config and directory; drop --config / --pets.run_dir")
-    load_state(Path(run_dir))
-    return ["--config", str(Path(run_dir) / CONFIG_FILE), *rest, "--pets.run_dir", run_dir], True
-
-
 def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
-
-    argv, resume = resume_arguments(argv)
-    cli = experiment_cli("pets", __doc__.splitlines()[0], argv, {"pets": PETSSettings})
-    run = PETSRun(cli, resume)
-    try:
-        run.run()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"resume with: objmm pets --resume {run.run_dir}") from None
+    run_experiment("pets", __doc__.splitlines()[0], argv, PETSRun)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from objmm import atomic
+from objmm.envs import get_task
 from objmm.experiments import pets
-from objmm.experiments.datasets import SOLVED_REWARD
 from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
 
 
@@ -37,7 +37,7 @@ def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
 
 def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float = float("inf")) -> dict:
     """One PETS run, started or resumed (or skipped when finished); its entry in the index."""
-    from objmm.cli import finish_wandb
+    from objmm.experiments.framework import finish_wandb
 
     state_file = Path(run_dir) / pets.STATE_FILE
     done = pets.load_state(Path(run_dir))["finished_trials"] if state_file.exists() else 0
@@ -81,7 +81,7 @@ def summary(entries: list[dict], types: list[str], bar: float) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    from objmm.cli import experiment_cli
+    from objmm.experiments.framework import experiment_cli
 
     cli = experiment_cli(
         "pets-sweep", __doc__.splitlines()[0], argv, {"pets": pets.PETSSettings, "sweep": SweepSettings}
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> None:
     out = Path(sweep.out)
     runs = pets_runs(parsed_config(cli), sweep)
     index = SweepIndex(out, [name for name, _ in runs])
-    bar = SOLVED_REWARD.get(cli.config_init.env.id, float("inf"))
+    bar = get_task(cli.config_init.env.id).expert_reward
     arguments = [
         (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"], bar)
         for name, config in runs

@@ -31,18 +31,17 @@ import numpy as np
 import yaml
 
 from objmm import atomic
-from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
-from objmm.experiments.ray_cluster import RaySettings, run_tasks
-from objmm.experiments.rewards import stacked_rewards
+from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
+from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.experiments.sweeps import model_type
 from objmm.planning import CEMConfig
 from objmm.plots import plot_population
 from objmm.seeding import derive_seed
 from objmm.stats import correlation
 from objmm.training.metrics import dataset_metrics
-from objmm.training.saved_models import load_model
+from objmm.training.saved_models import check_env, find_models, load_model
 
 TABLE = "population.json"
 CORRELATIONS = "correlations.json"
@@ -107,28 +106,11 @@ class PopulationSettings:
 
 
 # ----------------------------------------------------------------------------- the models
-def find_models(entries: list[str]) -> list[Path]:
-    """Every saved model named by `entries` (files, or folders searched for `*.pt`), in order, once."""
-    found: dict[Path, None] = {}
-    for entry in map(Path, entries):
-        if entry.is_file():
-            files = [entry]
-        elif entry.is_dir():
-            files = sorted(entry.rglob("*.pt"))
-        else:
-            raise ObjmmError(f"population.models: {entry} does not exist")
-        if not files:
-            raise ObjmmError(f"population.models: {entry} holds no saved per-trial models (models/trial_NN.pt)")
-        found.update(dict.fromkeys(files))
-    return list(found)
-
-
-def describe_model(path: Path, env_id: str) -> dict:
+def describe_model(path: Path, env: dict) -> dict:
     """What the table says of a model before it is evaluated; a one-line error for a model of another env."""
     module, info = load_model(path)
+    check_env(module, path, env)
     hparams = module.hparams
-    if hparams["env_id"] != env_id:
-        raise ObjmmError(f"{path} is a model of {hparams['env_id']}, but the population's env.id is {env_id}")
     run = path.parent.parent if path.parent.name == "models" else path.parent
     seed = None
     if (run / "pets_config.yaml").is_file():
@@ -160,22 +142,22 @@ def _dataset(source: str, env_id: str, seed: int, env_kwargs: str):
 
 
 def evaluate_block(
-    rows: list[dict], settings: dict, env: dict, seed: int, device: str, progress_prefix: str = ""
+    rows: list[dict], s: PopulationSettings, env: dict, seed: int, device: str, progress_prefix: str = ""
 ) -> list[dict]:
     """The table rows of one block of models: LL metrics on every dataset, then the real reward of
     `episodes` episodes per model, all K models planned in one batched network. Plain data in and
     out, so that a Ray worker can run it."""
     modules = [load_model(Path(row["model"]), device)[0] for row in rows]
     out = [dict(row) for row in rows]
-    for name, source in settings["datasets"].items():
+    for name, source in s.datasets.items():
         data = _dataset(source, env["id"], seed, json.dumps(env["kwargs"] or {}, sort_keys=True))
-        for mode in settings["batches"]:
+        for mode in s.batches:
             for row, module in zip(out, modules, strict=True):
                 metrics = dataset_metrics(
-                    module.model, data, module.objective, mode, settings["batch_size"], derive_seed(seed, "batches")
+                    module.model, data, module.objective, mode, s.batch_size, derive_seed(seed, "batches")
                 )
                 row.update({f"{name}/{mode}/{k}": metrics[k] for k in TABLE_METRICS if k in metrics})
-    rewards = stacked_rewards(modules, settings, env, seed, device, progress_prefix)
+    rewards = stacked_rewards(modules, Evaluation.of(s), env, seed, device, progress_prefix)
     for row, returns in zip(out, rewards, strict=True):
         row.update(
             {"reward/mean": float(returns.mean()), "reward/std": float(returns.std()), "rewards": returns.tolist()}
@@ -183,31 +165,7 @@ def evaluate_block(
     return out
 
 
-# ----------------------------------------------------------------------------- the table
-class PopulationTable:
-    """`population.json`: the settings it was made with and one row per model, rewritten atomically."""
-
-    def __init__(self, out: Path, settings: dict):
-        self.path, self.settings = out / TABLE, settings
-        self.rows: dict[str, dict] = {}
-        if self.path.exists():
-            try:
-                saved = json.loads(self.path.read_text())
-            except json.JSONDecodeError as error:
-                raise ObjmmError(f"{self.path} is damaged ({error}); move it away to start again") from None
-            if saved.get("settings") != settings:
-                raise ObjmmError(
-                    f"{self.path} was made with other settings; use another population.out "
-                    "(or the same settings to go on)"
-                )
-            self.rows = {row["model"]: row for row in saved["rows"]}
-
-    def add(self, rows: list[dict]) -> None:
-        for row in rows:
-            self.rows[row["model"]] = row
-        atomic.write_json(self.path, {"settings": self.settings, "rows": list(self.rows.values())})
-
-
+# ----------------------------------------------------------------------------- the correlations
 def correlations(rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int) -> list[dict]:
     """rho of each LL estimator against the mean reward, per dataset, Pearson and Spearman."""
     reward = [row["reward/mean"] for row in rows]
@@ -255,48 +213,50 @@ class PopulationRun(ExperimentRun):
             "cem": asdict(s.cem),
         }
 
-    def run(self) -> list[dict]:
-        s, settings = self.settings, self.plain_settings()
-        described = [describe_model(path, self.env["id"]) for path in find_models(s.models)]
-        for source in s.datasets.values():  # a wrong dataset fails now, before any row is written
+    def prepare(self) -> None:
+        self.described = [
+            describe_model(path, self.env) for path in find_models(self.settings.models, "population.models")
+        ]
+        for source in self.settings.datasets.values():  # a wrong dataset fails now, before any row is written
             _dataset(source, self.env["id"], self.seed, json.dumps(self.env["kwargs"], sort_keys=True))
-        self.out.mkdir(parents=True, exist_ok=True)
-        table = PopulationTable(self.out, settings)
-        todo = [row for row in described if row["model"] not in table.rows]
+        self.table = ResultsFile(self.out / TABLE, self.plain_settings(), "rows", "model", "population.out")
+
+    def run(self) -> list[dict]:
+        s, table = self.settings, self.table
+        todo = [row for row in self.described if row["model"] not in table]
         blocks = blocks_of(todo, s.stack)
         print(
-            f"population: {len(described)} models ({len(table.rows)} already in {table.path}), "
+            f"population: {len(self.described)} models ({len(table)} already in {table.path}), "
             f"{len(blocks)} blocks of up to {s.stack}, {s.episodes} episodes each, on {self.device}",
             flush=True,
         )
-        start, total = time.perf_counter(), len(described)
+        start, total = time.perf_counter(), len(self.described)
 
         def land(args: tuple, rows: list[dict]) -> None:
-            table.add(rows)  # keyed by model: a block that lands twice is written once
+            table.add(*rows)  # keyed by model: a block that lands twice is written once
             self.report(table, total, args[0], start)
 
-        arguments = [(block, settings, self.env, self.seed, self.device) for block in blocks]
-        if s.ray.address:
-            run_tasks(s.ray, evaluate_block, arguments, land)
-        else:
-            for i, args in enumerate(arguments):
-                land(args, evaluate_block(*args, f"  block {i + 1}/{len(blocks)} ({len(args[0])} models): episode "))
+        arguments = [
+            (block, s, self.env, self.seed, self.device, f"  block {i + 1}/{len(blocks)}: episode ")
+            for i, block in enumerate(blocks)
+        ]
+        run_pieces(evaluate_block, arguments, land, s.ray)
         return self.finish(table)
 
-    def report(self, table: PopulationTable, total: int, block: list[dict], start: float) -> None:
-        done = [table.rows[row["model"]] for row in block]
+    def report(self, table: ResultsFile, total: int, block: list[dict], start: float) -> None:
+        done = [table.pieces[row["model"]] for row in block]
         mean = float(np.mean([row["reward/mean"] for row in done]))
         print(
-            f"population: {len(table.rows)}/{total} models, last block's mean reward {mean:.1f}, "
+            f"population: {len(table)}/{total} models, last block's mean reward {mean:.1f}, "
             f"{time.perf_counter() - start:.0f} s",
             flush=True,
         )
         if self.logger:
-            self.logger.log_metrics({"population/models": len(table.rows), "population/block_reward": mean})
+            self.logger.log_metrics({"population/models": len(table), "population/block_reward": mean})
 
-    def finish(self, table: PopulationTable) -> list[dict]:
+    def finish(self, table: ResultsFile) -> list[dict]:
         s = self.settings
-        rows = list(table.rows.values())
+        rows = list(table.pieces.values())
         found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed)
         atomic.write_json(self.out / CORRELATIONS, {"models": len(rows), "correlations": found})
         estimators = [e for e in ESTIMATORS if e[1] in s.batches]
@@ -319,11 +279,10 @@ class PopulationRun(ExperimentRun):
                     "population/table": wandb.Table(
                         columns=columns, data=[[row.get(k) for k in columns] for row in rows]
                     ),
-                    "population/fig3": wandb.Image(str(figure)),
                     **{f"rho/{c['dataset']}/{c['ll']}/{c['method']}": c["rho"] for c in found},
                 }
             )
-        print(f"population: {len(rows)} models -> {table.path}, {self.out / CORRELATIONS}, {figure}")
+        self.publish(f"{len(rows)} models", [table.path, self.out / CORRELATIONS, figure], {"fig3": figure})
         return rows
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from objmm.envs import get_task
@@ -12,15 +14,30 @@ from objmm.progress import episode_progress
 from objmm.seeding import derive_seed
 
 
-def stacked_rewards(modules, settings: dict, env: dict, seed: int, device: str, prefix: str = "") -> np.ndarray:
+@dataclass(frozen=True)
+class Evaluation:
+    """How a model's real reward is measured: `episodes` CEM-MPC episodes of `episode_steps` steps
+    (None: the task's), planned with `cem`. `of(settings)` reads the fields of the same names from
+    an experiment's section (population, attack, reweight)."""
+
+    episodes: int
+    episode_steps: int | None
+    cem: CEMConfig
+
+    @classmethod
+    def of(cls, settings) -> Evaluation:
+        return cls(settings.episodes, settings.episode_steps, settings.cem)
+
+
+def stacked_rewards(modules, evaluation: Evaluation, env: dict, seed: int, device: str, prefix: str = "") -> np.ndarray:
     """Real episode rewards [K, episodes]: K models x E episodes planned at once, one stack pass per
     step. Episode e starts from the same state and its planner draws the same samples for every
     model, in any stack (common random numbers: models differ only in themselves), so a model's
     rewards do not depend on K or on the models beside it."""
-    k, episodes = len(modules), settings["episodes"]
+    k, episodes = len(modules), evaluation.episodes
     task = get_task(env["id"])
     stacked = StackedDynamics([m.model for m in modules]).to(device)
-    planner = CEMPlanner.for_dynamics(task, stacked.predict_next, CEMConfig(**settings["cem"]), env["kwargs"], device)
+    planner = CEMPlanner.for_dynamics(task, stacked.predict_next, evaluation.cem, env["kwargs"], device)
     planner.common_noise(derive_seed(seed, "population-plan"), blocks=k)
     starts = [derive_seed(seed, "population-episode", e) for _ in range(k) for e in range(episodes)]
     record = collect_episodes(
@@ -28,7 +45,7 @@ def stacked_rewards(modules, settings: dict, env: dict, seed: int, device: str, 
         planner,
         k * episodes,
         seed=starts,
-        steps=settings["episode_steps"],
+        steps=evaluation.episode_steps,
         device=device,
         progress=episode_progress(prefix) if prefix else None,
         **(env["kwargs"] or {}),

@@ -18,7 +18,6 @@ run goes on from the cells it has. The pool's d* are kept in `pool_distances.pt`
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -26,19 +25,18 @@ import numpy as np
 import torch
 
 from objmm import atomic
-from objmm.cli import ExperimentRun, run_experiment
 from objmm.data import TransitionDataset
 from objmm.data.uniform_pool import UniformPool, near_reference_dataset
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import expert_trajectory
-from objmm.experiments.ray_cluster import RaySettings, run_tasks
-from objmm.experiments.rewards import stacked_rewards
-from objmm.objectives import DistanceWeighted
+from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
+from objmm.experiments.rewards import Evaluation, stacked_rewards
+from objmm.objectives import DistanceWeighted, build_objective
 from objmm.planning import CEMConfig
 from objmm.plots import plot_reweight
 from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
-from objmm.training.saved_models import build_objective, module_settings
+from objmm.training.saved_models import module_settings
 from objmm.training.trainer import bare_trainer
 
 TABLE = "reweight.json"
@@ -126,36 +124,38 @@ def fit_model(
     return module.to(device).eval()
 
 
-def evaluate_cell(cell: dict, rows: dict, hparams: dict, settings: dict, env: dict, seed: int, device: str) -> dict:
+def evaluate_cell(
+    cell: dict, rows: dict, hparams: dict, s: ReweightSettings, batch_size: int, env: dict, seed: int, device: str
+) -> dict:
     """Train `models` models per objective on the cell's rows (model i of every objective from the
     same initial weights and bootstrap) and measure each one's real reward, all in one stack. Plain
     data in and out, so that a Ray worker can run it."""
     dataset = TransitionDataset.from_tensors(env["id"], **{k: torch.as_tensor(v) for k, v in rows.items()})
     t0 = time.perf_counter()
     print(
-        f"  cell {cell['name']}: training {settings['models']} x {len(settings['objectives'])} models "
-        f"({', '.join(settings['objectives'])}) for {settings['train_steps']} steps on {len(dataset)} rows",
+        f"  cell {cell['name']}: training {s.models} x {len(s.objectives)} models "
+        f"({', '.join(s.objectives)}) for {s.train_steps} steps on {len(dataset)} rows",
         flush=True,
     )
-    k = settings["models"]
+    k = s.models
     modules = [
         fit_model(
             hparams,
             spec,
             dataset,
-            settings["train_steps"],
-            settings["batch_size"],
+            s.train_steps,
+            batch_size,
             derive_seed(seed, "cell", cell["size"], cell["bound"], i),
             device,
         )
-        for spec in settings["objectives"].values()
+        for spec in s.objectives.values()
         for i in range(k)
     ]
     trained = time.perf_counter() - t0
     prefix = f"  cell {cell['name']}: episode "
-    returns = stacked_rewards(modules, settings, env, derive_seed(seed, "reweight-episodes"), device, prefix)
+    returns = stacked_rewards(modules, Evaluation.of(s), env, derive_seed(seed, "reweight-episodes"), device, prefix)
     out = dict(cell, train_seconds=trained, seconds=time.perf_counter() - t0)
-    for j, name in enumerate(settings["objectives"]):
+    for j, name in enumerate(s.objectives):
         r = returns[j * k : (j + 1) * k]  # [models, episodes]
         out[name] = {
             "reward/mean": float(r.mean()),
@@ -192,20 +192,6 @@ class ReweightRun(ExperimentRun):
             "cem": asdict(s.cem),
         }
 
-    def table(self, settings: dict) -> dict:
-        path = self.out / TABLE
-        if not path.exists():
-            return {"settings": settings, "cells": {}}
-        try:
-            saved = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ObjmmError(f"{path} is damaged ({error}); move it away to start again") from None
-        if saved.get("settings") != json.loads(json.dumps(settings)):
-            raise ObjmmError(
-                f"{path} was made with other settings; use another reweight.out (or the same settings to go on)"
-            )
-        return saved
-
     def pool_distances(self, pool: UniformPool, reference: torch.Tensor) -> torch.Tensor:
         """d* of every pool row, computed once and kept beside the table (with what it was computed from)."""
         path = self.out / DISTANCES
@@ -225,9 +211,8 @@ class ReweightRun(ExperimentRun):
         atomic.write_atomically(path, lambda tmp: torch.save({"key": key, "distances": distances}, tmp))
         return distances
 
-    def run(self) -> dict:
-        s, settings = self.settings, self.plain_settings()
-        for name, spec in s.objectives.items():  # a bad objective (no expert, wrong env) fails now
+    def prepare(self) -> None:
+        for name, spec in self.settings.objectives.items():  # a bad objective (no expert, wrong env) fails now
             try:
                 objective = DynamicsModule(**self.hparams, objective=build_objective(spec)).objective
             except TypeError as error:
@@ -237,20 +222,22 @@ class ReweightRun(ExperimentRun):
                     f"reweight.objectives.{name}: DistanceWeighted needs an expert here (the cells' sets are "
                     "one-step rows, with no episodes to re-weight online by)"
                 )
-        trajectory = expert_trajectory(s.expert, self.env["id"], "reweight.expert")
-        reference = torch.cat([trajectory.data["obs"], trajectory.data["action"]], dim=-1)
-        self.out.mkdir(parents=True, exist_ok=True)
-        table = self.table(settings)
+        self.trajectory = expert_trajectory(self.settings.expert, self.env["id"], "reweight.expert")
+        self.table = ResultsFile(self.out / TABLE, self.plain_settings(), "cells", "name", "reweight.out", by_key=True)
+
+    def run(self) -> dict:
+        s, table = self.settings, self.table
+        reference = torch.cat([self.trajectory.data["obs"], self.trajectory.data["action"]], dim=-1)
         pool = UniformPool(self.env["id"], s.pool, seed=derive_seed(self.seed, "pool"))
         distances = self.pool_distances(pool, reference)
         cells = [
             {"name": cell_name(size, bound), "size": size, "bound": bound}
             for bound in s.bounds
             for size in s.sizes
-            if cell_name(size, bound) not in table["cells"]
+            if cell_name(size, bound) not in table
         ]
         print(
-            f"reweight: {len(s.sizes) * len(s.bounds)} cells ({len(table['cells'])} already in {self.out / TABLE}), "
+            f"reweight: {len(s.sizes) * len(s.bounds)} cells ({len(table)} already in {table.path}), "
             f"{len(s.objectives)} objectives ({', '.join(s.objectives)}), {s.episodes} episodes per model, "
             f"on {self.device}",
             flush=True,
@@ -258,11 +245,10 @@ class ReweightRun(ExperimentRun):
         start = time.perf_counter()
 
         def land(args: tuple, result: dict) -> None:
-            table["cells"][result["name"]] = result
-            atomic.write_json(self.out / TABLE, table)
+            table.add(result)
             rewards = ", ".join(f"{n} {result[n]['reward/mean']:.1f}" for n in s.objectives)
             print(
-                f"reweight: cell {result['name']} ({result['rows']} rows, {len(table['cells'])}/"
+                f"reweight: cell {result['name']} ({result['rows']} rows, {len(table)}/"
                 f"{len(s.sizes) * len(s.bounds)} done): {rewards}; {time.perf_counter() - start:.0f} s",
                 flush=True,
             )
@@ -276,21 +262,17 @@ class ReweightRun(ExperimentRun):
             )
             cell = {**cell, "rows": len(dataset), "pool_within_bound": dataset.metadata["pool_rows_within_bound"]}
             rows = {k: dataset.data[k] for k in ("obs", "action", "next_obs")}
-            arguments.append((cell, rows, self.hparams, settings, self.env, self.seed, self.device))
-        if s.ray.address:
-            run_tasks(s.ray, evaluate_cell, arguments, land)
-        else:
-            for args in arguments:
-                land(args, evaluate_cell(*args))
+            arguments.append((cell, rows, self.hparams, s, self.batch_size, self.env, self.seed, self.device))
+        run_pieces(evaluate_cell, arguments, land, s.ray)
         return self.finish(table)
 
-    def finish(self, table: dict) -> dict:
+    def finish(self, table: ResultsFile) -> dict:
         s = self.settings
         rewards = {
             name: np.array(
                 [
                     [
-                        table["cells"].get(cell_name(size, bound), {}).get(name, {}).get("reward/mean", np.nan)
+                        table.pieces.get(cell_name(size, bound), {}).get(name, {}).get("reward/mean", np.nan)
                         for size in s.sizes
                     ]
                     for bound in s.bounds
@@ -306,12 +288,8 @@ class ReweightRun(ExperimentRun):
             path=self.out / FIGURE,
             title=f"Mean reward of {s.episodes} episodes per model, {self.env['id']}",
         )
-        if self.logger:
-            import wandb
-
-            self.logger.experiment.log({"reweight/fig8": wandb.Image(str(figure))})
-        print(f"reweight: {len(table['cells'])} cells -> {self.out / TABLE}, {figure}")
-        return table
+        self.publish(f"{len(table)} cells", [table.path, figure], {"fig8": figure})
+        return {"settings": table.settings, "cells": table.pieces}
 
 
 def main(argv: list[str]) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.ray_cluster import RaySettings, run_tasks
+from objmm.experiments.framework import RaySettings, run_pieces
 
 INDEX = "index.json"
 
@@ -55,10 +55,10 @@ def model_type(model: dict) -> str:
     return ("P" if model.get("probabilistic", True) else "D") + ("E" if model.get("members", 5) > 1 else "")
 
 
-def parsed_config(cli) -> dict:
-    """The sweep command's whole parsed config as plain data, without its `sweep:` section."""
+def parsed_config(cli, drop: str = "sweep") -> dict:
+    """The command's whole parsed config as plain data, without its own section (`sweep:`)."""
     base = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
-    base.pop("sweep")
+    base.pop(drop)
     return base
 
 
@@ -111,11 +111,6 @@ def run_all(command: str, sweep: SweepSettings, run_one: Callable, arguments: li
     `land(args, entry)` as each ends; Ctrl-C says that the same command goes on."""
     print(f"{command}: {len(arguments)} runs ({', '.join(a[0] for a in arguments)}) in {sweep.out}", flush=True)
     try:
-        if sweep.ray.address:
-            run_tasks(sweep.ray, run_one, arguments, land)
-        else:
-            for args in arguments:
-                print(f"{command}: run {args[0]}", flush=True)
-                land(args, run_one(*args))
+        run_pieces(run_one, arguments, land, sweep.ray, describe=lambda i, args: f"{command}: run {args[0]}")
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"the same objmm {command} command goes on from here ({sweep.out})") from None

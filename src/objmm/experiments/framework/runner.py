@@ -1,9 +1,10 @@
-"""Running an experiment's independent pieces (blocks of models, PETS runs) as Ray tasks.
+"""Running an experiment's independent pieces (blocks of models, grid cells, PETS runs, fits),
+in this process or as Ray tasks: `run_pieces`.
 
-With no address nothing here is used and Ray is never imported: the experiments run in-process.
-With one, each piece is a Ray task on the cluster (`auto`, `ray://HOST:10001`) or on a Ray started
-here (`local`, with `num_cpus`); results come back to this process as each task ends, and the
-experiment writes them (its tables are keyed, so a result that lands twice is written once).
+With no address Ray is never imported: the pieces run here one after another. With one, each piece
+is a Ray task on the cluster (`auto`, `ray://HOST:10001`) or on a Ray started here (`local`, with
+`num_cpus`); results come back to this process as each task ends, and the experiment writes them
+(its results file is keyed, so a result that lands twice is written once).
 """
 
 from __future__ import annotations
@@ -43,6 +44,25 @@ def _with_threads(function: Callable, threads: int) -> Callable:
         return function(*args)
 
     return task
+
+
+def run_pieces(
+    function: Callable[..., Any],
+    arguments: list[tuple],
+    land: Callable[[tuple, Any], None],
+    ray: RaySettings | None = None,
+    describe: Callable[[int, tuple], str] | None = None,
+) -> None:
+    """`function(*args)` for every args in `arguments`, and `land(args, result)` here as each one
+    ends: as Ray tasks where `ray.address` is set, else one after another in this process (each
+    announced by `describe(i, args)` when given)."""
+    if ray is not None and ray.address:
+        run_tasks(ray, function, arguments, land)
+        return
+    for i, args in enumerate(arguments):
+        if describe:
+            print(describe(i, args), flush=True)
+        land(args, function(*args))
 
 
 def run_tasks(

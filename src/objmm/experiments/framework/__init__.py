@@ -1,0 +1,28 @@
+"""The experiment framework: what every `objmm` experiment shares, written once.
+
+- `config`: the settings (LightningCLI with the shared sections, an experiment's typed section,
+  `plain` settings for resume keys, the W&B run named after the experiment's folder);
+- `run`: `ExperimentRun` and `run_experiment` (parse, check, log, run; Ctrl-C's "go on" line);
+- `results`: `ResultsFile`, keyed pieces written atomically, other settings refused, damage named;
+- `runner`: `run_pieces`, an experiment's independent pieces in this process or on Ray.
+
+A new experiment is a settings dataclass, an `ExperimentRun` subclass with `prepare` and `run`,
+and its figure; `main(argv)` is one `run_experiment` call.
+"""
+
+from objmm.experiments.framework.config import ObjmmCLI, experiment_cli, plain
+from objmm.experiments.framework.results import ResultsFile
+from objmm.experiments.framework.run import ExperimentRun, finish_wandb, run_experiment
+from objmm.experiments.framework.runner import RaySettings, run_pieces
+
+__all__ = [
+    "ExperimentRun",
+    "ObjmmCLI",
+    "RaySettings",
+    "ResultsFile",
+    "experiment_cli",
+    "finish_wandb",
+    "plain",
+    "run_experiment",
+    "run_pieces",
+]
