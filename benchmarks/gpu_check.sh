@@ -37,13 +37,14 @@ if [ "$device" = cpu ]; then gpu=(--trainer.accelerator cpu); else gpu=(--traine
 
 step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert d.type == 'cpu' or torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0) if d.type == 'cuda' else 'cpu')"
 step tests 240 python -m pytest -q -m device --device "$device" -x -p no:cacheprovider
-step fit 60 env -C "$out/work" objmm fit --config "$root/configs/tiny.yaml" "${gpu[@]}" --trainer.max_epochs 2
-step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets_tiny.yaml" "${gpu[@]}" --pets.trials 2
+step fit 60 env -C "$out/work" objmm fit --config "$root/configs/fit/tiny.yaml" "${gpu[@]}" --trainer.max_epochs 2
+step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2
 step population 60 env -C "$out/work" objmm population --config "$root/configs/population/tiny.yaml" "${gpu[@]}"
 step attack 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.expert runs/pets_tiny/dataset
 step attack_gradient 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.method gradient --attack.out runs/attack_tiny_gradient
 step reweight 60 env -C "$out/work" objmm reweight --config "$root/configs/reweight/tiny.yaml" "${gpu[@]}"
 step pairs 60 env -C "$out/work" objmm pairs --config "$root/configs/pairs/tiny.yaml" "${gpu[@]}"
+step babbling 90 env -C "$out/work" objmm babbling --config "$root/configs/babbling/tiny.yaml" "${gpu[@]}"
 step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
 step bench_population 90 python benchmarks/bench_population.py --device "$device" --stacks 1 8 32 64 --episodes 10
 step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10

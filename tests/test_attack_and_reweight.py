@@ -32,7 +32,7 @@ def attacked(tmp_path_factory, objmm_in, accelerator):
     where = tmp_path_factory.mktemp("attack")
     objmm_in(
         where,
-        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), *accelerator],
+        ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml"), *accelerator],
         [*ATTACK, *accelerator, "--attack.expert", "runs/pets_tiny/dataset", "--attack.out", "reference"],
     )
     return where
@@ -177,7 +177,7 @@ def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of)
 
 
 def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator):
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], [*REWEIGHT, *accelerator])
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")], [*REWEIGHT, *accelerator])
     table = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())
     assert set(table["cells"]) == {"S10_eps2", "S40_eps2", "S10_eps15.66", "S40_eps15.66"}
     for cell in table["cells"].values():
@@ -197,7 +197,7 @@ def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator)
 @pytest.mark.slow
 def test_reweight_cells_on_ray_give_the_same_table(in_tmp, objmm_in):
     pytest.importorskip("ray")
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], REWEIGHT)
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")], REWEIGHT)
     ray = ["--reweight.out", "on_ray", "--reweight.ray.address", "local", "--reweight.ray.num_cpus", "2"]
     objmm_in(in_tmp, [*REWEIGHT, *ray])
     here = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())["cells"]
@@ -228,7 +228,7 @@ def test_a_reweight_objective_of_another_env_is_one_line(in_tmp, error_of):
 
 
 def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of):
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")], POPULATION, PAIRS)
+    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")], POPULATION, PAIRS)
     found = json.loads(Path("runs/pairs_tiny/pairs.json").read_text())["pairs"]
     assert len(found) == 1
     pair = found[0]
@@ -256,7 +256,7 @@ def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of):
 def test_online_reweighting_in_pets_follows_the_best_episode(in_tmp, objmm_in):
     objmm_in(
         in_tmp,
-        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"),
+        ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml"),
          "--model.objective", "objmm.objectives.DistanceWeighted"],
     )  # fmt: skip
     state = json.loads(Path("runs/pets_tiny/state.json").read_text())

@@ -12,7 +12,7 @@ from objmm.cli import main
 from objmm.data import TransitionDataset
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = str(ROOT / "configs" / "tiny.yaml")
+TINY = str(ROOT / "configs" / "fit" / "tiny.yaml")
 
 
 def fit(*extra: str) -> None:
@@ -90,7 +90,7 @@ def test_objmm_help_lists_every_command_and_a_mistyped_one_gets_a_guess(capsys, 
 
 
 def test_a_mistyped_setting_is_one_line_with_the_nearest_setting(in_tmp, error_of):
-    err = error_of("pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--pets.trails", "3")
+    err = error_of("pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml"), "--pets.trails", "3")
     assert err == (
         "objmm: error: unrecognized arguments: --pets.trails 3 (--pets.trails: did you mean --pets.trials?); "
         "`objmm pets --help` lists the settings"

@@ -82,7 +82,7 @@ def test_expert_that_cannot_reach_the_bar_says_so(in_tmp, capsys, error_of):
 
 
 def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp, capsys, error_of):
-    tiny = str(ROOT / "configs" / "pets_tiny.yaml")
+    tiny = str(ROOT / "configs" / "pets" / "tiny.yaml")
     main(["pets", "--config", tiny, "--pets.run_dir", "r", "--pets.trials", "2"])
     capsys.readouterr()
     err = error_of("data", "on-policy", "--run", "r", "--trials", "2")
@@ -106,7 +106,7 @@ def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp,
 
 def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys, error_of):
     main(["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "50", "--out", "hc"])
-    err = error_of("fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.train", "hc")
+    err = error_of("fit", "--config", str(ROOT / "configs" / "fit" / "tiny.yaml"), "--data.train", "hc")
     expected = "dataset 'hc' was made for objmm/PETSHalfCheetah-v0, but the model is for objmm/PETSCartpole-v0"
     assert err.splitlines()[-1] == f"objmm: error: {expected}"
 

@@ -75,7 +75,7 @@ def test_a_save_killed_between_its_renames_is_recovered_on_load(saved):
 
 
 def test_result_files_are_readable_by_others_as_usual(in_tmp):
-    main(["pets", "--config", str(Path(__file__).parents[1] / "configs" / "pets_tiny.yaml"), "--pets.trials", "1"])
+    main(["pets", "--config", str(Path(__file__).parents[1] / "configs" / "pets" / "tiny.yaml"), "--pets.trials", "1"])
     run = Path("runs/pets_tiny")
     mask = os.umask(0o022)
     os.umask(mask)
@@ -86,8 +86,8 @@ def test_result_files_are_readable_by_others_as_usual(in_tmp):
 
 
 ROOT = Path(__file__).resolve().parents[1]
-FIT = ["fit", "--config", str(ROOT / "configs" / "tiny.yaml")]
-PETS = ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")]
+FIT = ["fit", "--config", str(ROOT / "configs" / "fit" / "tiny.yaml")]
+PETS = ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")]
 BAD_INPUT = [
     (FIT + ["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
     (FIT + ["--data.val_batch_size", "-3"], "data.val_batch_size must be at least 1, got -3"),

@@ -14,7 +14,7 @@ from objmm.experiments.framework.config import wandb_run_id
 from objmm.planning import CEMConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PETS = ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")]
+PETS = ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")]
 
 
 @pytest.mark.parametrize("name", ["table.json", "state.pkl"])

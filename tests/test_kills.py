@@ -16,8 +16,8 @@ from objmm.cli import main
 from objmm.data import TransitionDataset
 
 ROOT = Path(__file__).resolve().parents[1]
-PETS = ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--pets.trials", "4"]
-FIT = ["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--trainer.max_epochs", "3"]
+PETS = ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml"), "--pets.trials", "4"]
+FIT = ["fit", "--config", str(ROOT / "configs" / "fit" / "tiny.yaml"), "--trainer.max_epochs", "3"]
 
 
 def killed(args: list[str], seconds: float) -> None:

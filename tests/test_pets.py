@@ -16,7 +16,7 @@ from objmm.cli import main
 from objmm.data import TransitionDataset
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = str(ROOT / "configs" / "pets_tiny.yaml")
+TINY = str(ROOT / "configs" / "pets" / "tiny.yaml")
 STEPS, INITIAL_ROWS = 30, 60  # pets_tiny: 30-step episodes after random:2x30
 
 
@@ -88,8 +88,8 @@ def test_pets_trains_on_nine_tenths_of_every_episode(in_tmp):
 
 
 def test_a_fit_model_section_runs_in_pets_and_mse_models_work(in_tmp, capsys):
-    # the model section that configs/cartpole_de.yaml (a fit config) reads
-    assert yaml.safe_load((ROOT / "configs" / "cartpole_de.yaml").read_text())["model"] == "models/de.yaml"
+    # the model section that configs/fit/cartpole_de.yaml (a fit config) reads
+    assert yaml.safe_load((ROOT / "configs" / "fit" / "cartpole_de.yaml").read_text())["model"] == "../models/de.yaml"
     model_section = str(ROOT / "configs" / "models" / "de.yaml")
     main(["pets", "--config", TINY, "--model", model_section, "--pets.run_dir", "de", "--pets.trials", "1"])
     saved = torch.load("de/models/trial_00.pt")
@@ -204,7 +204,7 @@ def test_resume_with_another_architecture_is_refused_and_the_config_kept(in_tmp,
 def test_pets_swings_up_and_balances_the_cartpole(in_tmp):
     """The CPU-scale config, 5 trials (~7 min): learning, not just running. The pole hanging still
     scores about 200 x 0.018 = 4; a reward above 170 needs a fast swing-up and balancing to the end."""
-    config = str(ROOT / "configs" / "pets_cartpole.yaml")
+    config = str(ROOT / "configs" / "pets" / "cartpole.yaml")
     main(["pets", "--config", config, "--pets.run_dir", "run", "--pets.trials", "5"])
     history = json.loads(Path("run/state.json").read_text())["history"]
     rewards = [h["reward/mean"] for h in history]

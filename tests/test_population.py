@@ -89,7 +89,7 @@ def pets_runs(tmp_path_factory, objmm_in) -> Path:
     where = tmp_path_factory.mktemp("population")
     objmm_in(
         where,
-        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml")],
+        ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")],
         [*POPULATION, "--population.out", "reference"],
     )
     return where
@@ -159,7 +159,7 @@ def test_bad_population_input_is_one_line_and_writes_no_row(pets_runs, tmp_path,
     assert not (tmp_path / "runs" / "population_tiny" / "population.json").exists()
 
 
-SWEEP = ["pets-sweep", "--config", str(ROOT / "configs" / "population" / "tiny_runs.yaml")]
+SWEEP = ["pets-sweep", "--config", str(ROOT / "configs" / "pets-sweep" / "tiny.yaml")]
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_a_sweep_on_ray_makes_the_same_runs(sweep, in_tmp):
     assert len(json.loads((in_tmp / "on_ray" / "index.json").read_text())["runs"]) == 4
 
 
-STUDY = ["fit-sweep", "--config", str(ROOT / "configs" / "population" / "tiny_training_study.yaml")]
+STUDY = ["fit-sweep", "--config", str(ROOT / "configs" / "fit-sweep" / "tiny.yaml")]
 
 
 def test_the_training_study_marks_best_epochs_and_resumes_a_run_from_its_checkpoint(in_tmp):

@@ -19,7 +19,7 @@ README_COMMANDS = re.findall(r"^(python3 -m venv .*)$", (ROOT / "README.md").rea
 def test_readme_starts_with_setup_plus_main_job_and_setup_plus_tests():
     first_lines = (ROOT / "README.md").read_text().splitlines()[:8]
     assert README_COMMANDS[0] in first_lines and README_COMMANDS[1] in first_lines
-    assert README_COMMANDS[0].endswith("objmm fit --config configs/cartpole_pe.yaml")
+    assert README_COMMANDS[0].endswith("objmm fit --config configs/fit/cartpole_pe.yaml")
     assert README_COMMANDS[1].endswith("python -m pytest")
 
 
@@ -44,19 +44,20 @@ def test_code_passes_ruff():
 
 
 def command_of(config: Path) -> list[str]:
+    """Configs are laid out as the commands are: `configs/<command>/`; `models/` holds model sections."""
     if config.parent.name == "models":  # a model section, read by fit and pets configs alike
-        return ["pets", "--config", str(config.parents[1] / "pets_tiny.yaml"), "--model", str(config)]
+        return ["pets", "--config", str(config.parents[1] / "pets" / "tiny.yaml"), "--model", str(config)]
     if config.parent.name == "data":
         return ["data", "expert", "--config", str(config)]
-    if config.parent.name == "population":
-        command = "pets-sweep" if config.stem.endswith("_runs") else "population"
-        command = "fit-sweep" if config.stem.endswith("_training_study") else command
-        return [command, "--config", str(config)]
-    if config.parent.name in ("attack", "pairs", "babbling"):
-        return [config.parent.name, "--config", str(config)]
-    if config.parent.name == "reweight":
-        return ["pets-sweep" if config.stem.startswith("online") else "reweight", "--config", str(config)]
-    return ["pets" if config.name.startswith("pets_") else "fit", "--config", str(config)]
+    return [config.parent.name, "--config", str(config)]
+
+
+def test_configs_are_laid_out_as_the_commands():
+    from objmm.cli import COMMANDS
+
+    folders = {p.name for p in (ROOT / "configs").iterdir() if p.is_dir()}
+    assert folders - {"models", "data"} <= set(COMMANDS), folders - set(COMMANDS)
+    assert not list((ROOT / "configs").glob("*.yaml"))  # every config in its command's folder
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
@@ -70,8 +71,8 @@ def test_every_config_parses(config, capsys):
 @pytest.mark.parametrize(
     "command",
     [
-        ["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--trainer.max_epochs", "1"],
-        ["pets", "--config", str(ROOT / "configs" / "pets_tiny.yaml"), "--pets.trials", "1"],
+        ["fit", "--config", str(ROOT / "configs" / "fit" / "tiny.yaml"), "--trainer.max_epochs", "1"],
+        ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml"), "--pets.trials", "1"],
         ["data", "grid", "--points", "2", "--out", "g"],
     ],
     ids=lambda c: c[0],

@@ -129,7 +129,7 @@ def test_the_pool_is_drawn_again_exactly_and_near_sets_keep_their_bound():
 
 
 def test_a_weighted_objective_without_its_expert_is_one_line(in_tmp, error_of):
-    tiny = str(ROOT / "configs" / "tiny.yaml")
+    tiny = str(ROOT / "configs" / "fit" / "tiny.yaml")
     objective = ["--model.objective", "objmm.objectives.DistanceWeighted"]
     message = error_of("fit", "--config", tiny, *objective, "--model.objective.expert", "no/such/expert")
     assert message.startswith("objmm: error: DistanceWeighted.expert: no expert dataset at no/such/expert")

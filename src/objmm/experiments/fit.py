@@ -1,7 +1,7 @@
 """`objmm fit` (and Lightning's validate / test / predict): one model fitted, its reward measured as it trains.
 
-    objmm fit --config configs/cartpole_pe.yaml
-    objmm fit --config configs/cartpole_pe.yaml --ckpt_path runs/objmm/<run id>/checkpoints/last.ckpt
+    objmm fit --config configs/fit/cartpole_pe.yaml
+    objmm fit --config configs/fit/cartpole_pe.yaml --ckpt_path runs/objmm/<run id>/checkpoints/last.ckpt
 
 This is LightningCLI's own fit on objmm's shared sections; the reward per epoch comes from an
 `EpisodeRewardCallback` in `trainer.callbacks`. A stopped fit goes on from its last checkpoint with

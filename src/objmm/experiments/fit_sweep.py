@@ -1,6 +1,6 @@
 """`objmm fit-sweep`: M fits per model type, reward and validation NLL against epoch (Fig. 4-5).
 
-    objmm fit-sweep --config configs/population/cartpole_training_study.yaml
+    objmm fit-sweep --config configs/fit-sweep/cartpole.yaml
 
 The config is a fit config (`env`, `model`, `data` with its `val_sets`, `trainer` with an
 `EpisodeRewardCallback`, `seed_everything`) plus a `sweep:` section (seeds = the M runs, model

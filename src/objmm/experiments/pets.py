@@ -9,7 +9,7 @@ trial the run directory holds the dataset, the trial's model (`models/trial_NN.p
 (every trial's metrics) and `pets_curve.png`, each written atomically; the same command again (or
 `objmm pets --resume RUN_DIR`) goes on from the last finished trial, nothing lost or repeated.
 
-    objmm pets --config configs/pets_cartpole.yaml
+    objmm pets --config configs/pets/cartpole.yaml
     objmm pets --resume runs/pets_cartpole --pets.trials 20
 """
 

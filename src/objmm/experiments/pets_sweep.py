@@ -1,8 +1,8 @@
 """`objmm pets-sweep`: many PETS runs from one pets config, one per seed (and model type), every
 trial's model kept: the population of the paper's Fig. 3 (e.g. 50 runs x 20 trials = 1000 models).
 
-    objmm pets-sweep --config configs/population/cartpole_runs.yaml
-    objmm pets-sweep --config configs/population/cartpole_runs.yaml --sweep.ray.address auto
+    objmm pets-sweep --config configs/pets-sweep/cartpole_population.yaml
+    objmm pets-sweep --config configs/pets-sweep/cartpole_population.yaml --sweep.ray.address auto
 
 The config is a pets config (`env`, `model`, `data`, `trainer`, `pets`, `seed_everything`) plus a
 `sweep:` section. Each run is an ordinary `objmm pets` run in `<sweep.out>/<TYPE>_s<SEED>` (its

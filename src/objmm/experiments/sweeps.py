@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from jsonargparse.typing import Path_fr
 
 from objmm import atomic
 from objmm.errors import ObjmmError
@@ -28,15 +29,16 @@ class SweepSettings:
 
     Args:
         seeds: one run per seed (its `seed_everything`).
-        models: model type -> its model section, a file (`{D: configs/models/d.yaml}`, relative to where
-            objmm runs, as `--model` is) or written out (`{D: {members: 1, probabilistic: false}}`);
-            empty: the config's own `model`, one type, named by what it is (D, DE, P or PE).
+        models: model type -> its model section, a file (`{D: ../models/d.yaml}`, relative to the
+            config file that names it, as `model: ../models/d.yaml` is) or written out
+            (`{D: {members: 1, probabilistic: false}}`); empty: the config's own `model`, one type,
+            named by what it is (D, DE, P or PE).
         out: the sweep directory: one run directory per type and seed, `configs/`, and `index.json`.
         ray: with an address, each run is a Ray task (`cpus_per_task` threads each).
     """
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    models: dict[str, str | dict] = field(default_factory=dict)
+    models: dict[str, Path_fr | dict] = field(default_factory=dict)
     out: str = "runs/sweep"
     ray: RaySettings = field(default_factory=RaySettings)
 
@@ -45,9 +47,6 @@ class SweepSettings:
             raise ObjmmError("sweep.seeds is empty; give at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ObjmmError(f"sweep.seeds repeats a seed: {self.seeds}")
-        for name, path in self.models.items():
-            if isinstance(path, str) and not Path(path).is_file():
-                raise ObjmmError(f"sweep.models.{name}: no model section file at {path}")
 
 
 def model_type(model: dict) -> str:
@@ -65,7 +64,7 @@ def parsed_config(cli, drop: str = "sweep") -> dict:
 def run_configs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
     """(run name, its full config) for every model type and seed, types first."""
     types = {
-        name: yaml.safe_load(Path(model).read_text()) if isinstance(model, str) else dict(model)
+        name: dict(model) if isinstance(model, dict) else yaml.safe_load(Path(str(model.absolute)).read_text())
         for name, model in sweep.models.items()
     }
     types = types or {model_type(base["model"]): base["model"]}
