@@ -89,7 +89,8 @@ class ObjmmArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse trying alternatives (union types) catches its own errors
             return super().error(message, ex)
         lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-        text = " ".join(lines[:2])
+        reasons = [line[2:] for line in lines if line.startswith("- ")]  # a union's: one per type tried
+        text = f"{lines[0]} {'; '.join(reasons)}" if reasons else " ".join(lines[:2])
         guesses = [
             f"{flag}: did you mean {close[0]}?"
             for flag in re.findall(r"(--[\w.\-]+)", text)

@@ -3,9 +3,11 @@
 An experiment is a subclass of `ExperimentRun` that names its section (`section`, a settings
 dataclass `settings_class`, whose `out` is the experiment's folder) and the file the same command
 goes on from (`resume_file`), and writes `prepare()` (read and check its inputs: a bad one fails
-here, before a W&B run or a file exists) and `run()`. `run_experiment` parses the config, calls
-`prepare`, logs the whole config to the experiment's W&B run (named after its folder and continued
-across resumes), then `run`; `publish` ends it: figures to W&B and the "results are in" line.
+here, before a W&B run or a file exists) and `run()`. `run_experiment` parses the config (with
+`--resume FOLDER`, the one saved in that folder), calls `prepare`, saves the whole config into the
+folder and logs it to the experiment's W&B run (named after its folder and continued across
+resumes), then `run`; `publish` ends it: figures to W&B and the "results are in" line. The same
+command again goes on: a results file (`results.ResultsFile`) keeps what is done.
 """
 
 from __future__ import annotations
