@@ -60,3 +60,17 @@ def correlation(
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(result.bootstrap_distribution, [tail, 100 - tail])
     return Correlation(method, float(rho(x, y)), float(low), float(high), int(len(x)))
+
+
+def describe_correlations(found: list[dict]) -> list[str]:
+    """One line per dataset and LL estimator of `found` (dicts of a `Correlation` with its `dataset`
+    and `ll`): Pearson's rho [interval], Spearman's rho [interval], n."""
+    pairs: dict[tuple[str, str], dict[str, dict]] = {}
+    for c in found:
+        pairs.setdefault((c["dataset"], c["ll"]), {})[c["method"]] = c
+    return [
+        f"{name}, LL {ll}: "
+        + ", ".join(f"{m} rho {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in by.items())
+        + f" (n {next(iter(by.values()))['n']})"
+        for (name, ll), by in pairs.items()
+    ]

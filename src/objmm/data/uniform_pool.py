@@ -13,8 +13,12 @@ chunk, and the simulator steps only the rows a training set keeps (one batched `
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import torch
 
+from objmm import atomic
 from objmm.data.dataset import TransitionDataset
 from objmm.data.distance import min_distance
 from objmm.data.generate import _box, _one_step_dataset
@@ -55,6 +59,26 @@ class UniformPool:
             if progress is not None:
                 progress(c + 1, self.chunks)
         return out
+
+    def cached_distances(
+        self, path: Path, reference: torch.Tensor, key: dict, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """`distances`, computed once and kept at `path` (atomically) with `key` (what they were
+        computed from: the reference's source); a file of another key is computed again."""
+        key = {**key, "pool": self.size, "seed": self.seed, "env": self.env_id}
+        if path.exists():
+            saved = torch.load(path, weights_only=False)
+            if saved.get("key") == key:
+                return saved["distances"]
+        t0, step = time.perf_counter(), max(1, self.chunks // 10)
+
+        def progress(done: int, total: int) -> None:
+            if done % step == 0 or done == total:
+                print(f"d* of the pool: {done}/{total} chunks, {time.perf_counter() - t0:.0f} s", flush=True)
+
+        distances = self.distances(reference, device, progress)
+        atomic.write_atomically(path, lambda tmp: torch.save({"key": key, "distances": distances}, tmp))
+        return distances
 
     def take(self, indices: torch.Tensor) -> torch.Tensor:
         """The pool rows at `indices` (any order), drawn again chunk by chunk: [len(indices), O + A]."""

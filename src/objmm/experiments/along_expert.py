@@ -8,6 +8,7 @@ block per model (`StackedDynamics`), and every model's planner meets the same sa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from objmm.data.sources import load_expert
 from objmm.envs import get_task
 from objmm.models import StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner
-from objmm.plots import plot_along_expert
+from objmm.plots import plt, save_figure_atomically
 from objmm.seeding import derive_seed
 
 
@@ -58,13 +59,41 @@ def plot_models_along_expert(
     names: list[str], found: dict[str, np.ndarray], env_id: str, path: Path, title: str
 ) -> Path:
     task = get_task(env_id)
-    return plot_along_expert(
-        names,
-        found["actions"],
-        found["expert_actions"],
-        found["predicted"],
-        found["next_obs"],
-        list(task.obs_names),
-        path=path,
-        title=title,
+    figure = along_expert_figure(
+        names, found["actions"], found["expert_actions"], found["predicted"], found["next_obs"], task.obs_names, title
     )
+    return save_figure_atomically(figure, path)
+
+
+def along_expert_figure(
+    names: Sequence[str],
+    actions: np.ndarray,
+    expert_actions: np.ndarray,
+    predicted: np.ndarray,
+    next_obs: np.ndarray,
+    obs_names: Sequence[str],
+    title: str = "",
+):
+    """Fig. 6 / Appendix E: along one expert trajectory, the action each model's planner picks from
+    every expert state (top, beside the expert's own), and each model's predicted next state for the
+    expert's action (one panel per observation entry, beside the true one)."""
+    steps = np.arange(len(expert_actions))
+    panels = 1 + next_obs.shape[-1]
+    fig, axes = plt.subplots(panels, 1, figsize=(8, 1.9 * panels), sharex=True, squeeze=False)
+    ax = axes[0][0]
+    ax.plot(steps, expert_actions[:, 0], color="black", lw=1.2, label="expert")
+    for name, acts in zip(names, actions, strict=True):
+        ax.plot(steps, acts[:, 0], lw=1, alpha=0.85, label=name)
+    ax.set_ylabel("planned action")
+    ax.legend(fontsize="x-small", ncol=len(names) + 1, loc="upper right")
+    for d in range(next_obs.shape[-1]):
+        ax = axes[1 + d][0]
+        ax.plot(steps, next_obs[:, d], color="black", lw=1.2, label="true")
+        for name, pred in zip(names, predicted, strict=True):
+            ax.plot(steps, pred[:, d], lw=1, alpha=0.85, label=name)
+        ax.set_ylabel(f"next {obs_names[d] if d < len(obs_names) else d}", fontsize="small")
+    axes[-1][0].set_xlabel("step of the expert trajectory")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -23,6 +23,7 @@ dataset, `fig6.png` (the actions the original and the attacked model plan along 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -32,12 +33,12 @@ from objmm import atomic
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.along_expert import along_expert, expert_trajectory, plot_models_along_expert
-from objmm.experiments.attack_cma import Head, cma_generation, new_cma
+from objmm.experiments.attack_cma import Head, cma_generation, describe_generation, new_cma
 from objmm.experiments.attack_gradient import GradientSearch, GradientSettings, gradient_generation
 from objmm.experiments.framework import ExperimentRun, ResultsFile, run_experiment
-from objmm.experiments.rewards import Evaluation, stacked_rewards
+from objmm.experiments.rewards import Evaluation, mean_rewards
 from objmm.planning import CEMConfig
-from objmm.plots import plot_attack_path
+from objmm.plots import plt, save_figure_atomically
 from objmm.seeding import derive_seed
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import check_env, find_models, load_model, save_model
@@ -150,17 +151,10 @@ class AttackRun(ExperimentRun):
         return float(metrics["paper_ll"])
 
     def rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
-        """Mean real reward of each model, K at a time, on the same episodes and planner samples
-        (`episodes` names them: the search's, or fresh ones to check the result)."""
-        s = self.settings
-        out, blocks = [], -(-len(modules) // s.stack)
-        for i in range(0, len(modules), s.stack):
-            block = modules[i : i + s.stack]
-            where = f"{prefix}block {i // s.stack + 1}/{blocks}, episode " if prefix else ""
-            seed = derive_seed(self.seed, episodes)
-            returns = stacked_rewards(block, Evaluation.of(s), self.env, seed, self.device, where)
-            out.extend(returns.mean(axis=1).tolist())
-        return np.array(out)
+        """Mean real reward of each model, on the same episodes and planner samples (`episodes` names
+        them: the search's, or fresh ones to check the result)."""
+        seed, s = derive_seed(self.seed, episodes), self.settings
+        return mean_rewards(modules, Evaluation.of(s), s.stack, self.env, seed, self.device, prefix)
 
     # ----------------------------------------------------------------- the search
     def start(self) -> dict:
@@ -223,7 +217,7 @@ class AttackRun(ExperimentRun):
         for _ in range(len(state["history"]), s.generations):
             record = self.generation(state)
             self.save(state)
-            print(f"attack: generation {record['generation']}/{s.generations}: {describe(record)}", flush=True)
+            print(f"attack: {describe_generation(record, s.generations)}", flush=True)
             if self.logger:
                 self.logger.log_metrics({f"attack/{k}": v for k, v in record.items()}, step=record["generation"])
         return self.finish(state)
@@ -231,25 +225,19 @@ class AttackRun(ExperimentRun):
     def finish(self, state: dict) -> dict:
         start, best = state["start"], state["best"]
         attacked = self.head.with_vector(best["theta"])
-        save_model(
-            self.out / "attacked.pt",
-            attacked,
-            attacked_from=str(self.model_path),
-            **{k: v for k, v in best.items() if k != "theta"},
-        )
+        found = {k: v for k, v in best.items() if k != "theta"}
+        save_model(self.out / "attacked.pt", attacked, attacked_from=str(self.model_path), **found)
         path = [h for h in state["history"] if "member_reward" in h]
         who = "CMA-ES's best member per generation" if self.settings.method == "cma" else "Each generation's candidate"
-        figures = [
-            plot_attack_path(
-                [h["generation"] for h in path],
-                [h["member_ll"] for h in path],
-                [h["member_reward"] for h in path],
-                (start["ll"], start["reward"]),
-                start["ll"],
-                path=self.out / "fig7.png",
-                title=f"{who}: reward {start['reward']:.0f} -> {best['reward']:.0f}",
-            )
-        ]
+        figure = attack_path_figure(
+            [h["generation"] for h in path],
+            [h["member_ll"] for h in path],
+            [h["member_reward"] for h in path],
+            (start["ll"], start["reward"]),
+            start["ll"],
+            title=f"{who}: reward {start['reward']:.0f} -> {best['reward']:.0f}",
+        )
+        figures = [save_figure_atomically(figure, self.out / "fig7.png")]
         if self.trajectory is not None:
             found = along_expert(
                 [self.module, attacked], self.trajectory, self.settings.cem, self.env["kwargs"], self.seed, self.device
@@ -279,18 +267,32 @@ class AttackRun(ExperimentRun):
         return summary
 
 
-def describe(record: dict) -> str:
-    """One generation's progress line."""
-    member = (
-        f"best member reward {record['member_reward']:.1f} (LL {record['member_ll']:.4f})"
-        if "member_reward" in record
-        else "no member within the bound"
-    )
-    search = f"sigma {record['sigma']:.4g}" if "sigma" in record else f"surrogate {record['surrogate']:.2f}"
-    return (
-        f"{record['inside_bound']}/{record['popsize']} within the LL bound, {member}; "
-        f"best so far {record['best_reward']:.1f} (LL {record['best_ll']:.4f}), {search}, {record['seconds']:.0f} s"
-    )
+def attack_path_figure(
+    generations: Sequence[int],
+    lls: Sequence[float],
+    rewards: Sequence[float],
+    start: tuple[float, float],
+    bound: float,
+    title="",
+):
+    """Fig. 7: the best member of each CMA-ES generation (of those with a member within the bound)
+    in LL-reward space, from the start model to the end, the generation as colour; the LL bound the
+    attack may not cross as a dashed line."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot([start[0], *lls], [start[1], *rewards], color="grey", lw=0.8, zorder=1)
+    points = ax.scatter(lls, rewards, c=generations, cmap="viridis", s=22, zorder=2)
+    ax.scatter([start[0]], [start[1]], marker="*", s=140, color="tab:red", zorder=3, label="start")
+    if len(lls):
+        ax.scatter([lls[-1]], [rewards[-1]], marker="X", s=90, color="black", zorder=3, label="end")
+    ax.axvline(bound, ls="--", color="tab:red", lw=0.8, label="LL bound (the start's)")
+    fig.colorbar(points, ax=ax, label="generation")
+    ax.set_xlabel("LL (paper's convention) on the validation set")
+    ax.set_ylabel("mean episode reward")
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title, fontsize="small")
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str]) -> None:

@@ -107,3 +107,18 @@ def cma_generation(state: dict, head: Head, measure_ll: Callable, measure_reward
     record.update(best_reward=state["best"]["reward"], best_ll=state["best"]["ll"])
     state["history"].append(record)
     return record
+
+
+def describe_generation(record: dict, generations: int) -> str:
+    """One generation's progress line (of either search: CMA-ES's sigma, or the gradient search's surrogate)."""
+    member = (
+        f"best member reward {record['member_reward']:.1f} (LL {record['member_ll']:.4f})"
+        if "member_reward" in record
+        else "no member within the bound"
+    )
+    search = f"sigma {record['sigma']:.4g}" if "sigma" in record else f"surrogate {record['surrogate']:.2f}"
+    return (
+        f"generation {record['generation']}/{generations}: {record['inside_bound']}/{record['popsize']} within the "
+        f"LL bound, {member}; best so far {record['best_reward']:.1f} (LL {record['best_ll']:.4f}), {search}, "
+        f"{record['seconds']:.0f} s"
+    )

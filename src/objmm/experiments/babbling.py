@@ -16,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from objmm.errors import ObjmmError
 from objmm.experiments import pets
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
+from objmm.experiments.pets_files import load_state
 from objmm.experiments.sweeps import parsed_config, with_wandb, write_config
-from objmm.plots import save_figure_atomically
+from objmm.plots import plt, save_figure_atomically
 
 TABLE, FIGURE = "babbling.json", "fig10.png"
 
@@ -62,7 +62,7 @@ def run_one(name: str, config: str, run_dir: str, trials: int) -> dict:
         pets.main(["--config", config])
     finally:
         finish_wandb(exit_code=0)
-    history = pets.load_state(Path(run_dir))["history"][:trials]
+    history = load_state(Path(run_dir))["history"][:trials]
     return {"name": name, "rewards": [h["reward/mean"] for h in history]}
 
 

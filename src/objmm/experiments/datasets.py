@@ -178,7 +178,7 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
         trials: how many trials' episodes to take (default: 20 cartpole, 100 half cheetah).
         min_reward: the bar (default: the expert bar, cartpole 179, half cheetah 10000).
     """
-    from objmm.experiments.pets import load_config, load_state
+    from objmm.experiments.pets_files import load_config, load_state
 
     state, config = load_state(Path(run)), load_config(Path(run))
     dataset = TransitionDataset.load(Path(run) / "dataset").head(state["dataset_rows"])

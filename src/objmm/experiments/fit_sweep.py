@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from objmm import atomic
 from objmm.errors import ObjmmError
+from objmm.experiments.framework import run_experiment
 from objmm.experiments.sweeps import (
     SweepIndex,
+    SweepRun,
     SweepSettings,
     parsed_config,
-    run_all,
     run_configs,
     with_wandb,
     write_config,
 )
-from objmm.plots import plot_training_study
+from objmm.plots import METRIC_WORDS, clip_outliers, plt, save_figure_atomically
 
 FIGURE = "training_study.png"
 SUMMARY = "training_study.json"
@@ -116,37 +119,74 @@ def summarise(curve: dict, loss: str) -> dict:
     }
 
 
+def training_study_figure(studied: dict, sets: Sequence[str], summary: dict):
+    """Fig. 4-5's layout: one column per model type; on top the mean episode reward over its runs
+    (the band: their range), below each validation set's loss (NLL, MSE for deterministic types),
+    mean over the runs; the epoch of best mean reward (dashed) and of best mean `val` loss (dotted)."""
+    kinds = list(studied)
+    fig, axes = plt.subplots(2, len(kinds), figsize=(4.2 * len(kinds), 6.4), squeeze=False, sharex="col")
+    for j, kind in enumerate(kinds):
+        c, s = studied[kind], summary[kind]
+        loss = c["loss"]
+        top, bottom = axes[0][j], axes[1][j]
+        rewards = c["rewards"]
+        top.plot(c["reward_epochs"], np.nanmean(rewards, 0), "o-", color="tab:green", markersize=3)
+        top.fill_between(c["reward_epochs"], np.nanmin(rewards, 0), np.nanmax(rewards, 0), color="tab:green", alpha=0.2)
+        top.set_title(f"{kind} ({s['runs']} runs)")
+        for name in sets:
+            bottom.plot(c["epochs"], np.nanmean(c["losses"][name], 0), label=name)
+        series = [np.nanmean(c["losses"][name], 0) for name in sets]
+        clip_outliers(bottom, c["epochs"], *series)
+        for ax in (top, bottom):
+            ax.axvline(s["best_reward_epoch"], color="tab:green", linestyle="--", linewidth=1)
+            ax.axvline(s[f"best_val_{loss}_epoch"], color="tab:blue", linestyle=":", linewidth=1.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        bottom.set_xlabel("epoch")
+        bottom.set_ylabel(f"{METRIC_WORDS.get(loss, loss)} (mean over runs)")
+        bottom.legend(fontsize="x-small")
+        if j == 0:
+            top.set_ylabel("episode reward (mean over runs)")
+    fig.suptitle("reward and validation loss per epoch; dashed: best mean reward, dotted: best mean val loss")
+    fig.tight_layout()
+    return fig
+
+
+class FitSweepRun(SweepRun):
+    command = "fit-sweep"
+
+    def prepare(self) -> None:
+        self.runs = fit_runs(parsed_config(self.cli), self.settings)
+        self.index = SweepIndex(self.out, [name for name, _ in self.runs])
+
+    def run(self) -> dict:
+        out, runs, index = self.out, self.runs, self.index
+        arguments = [(name, str(write_config(out, name, config)), str(out / name)) for name, config in runs]
+
+        def land(args: tuple, entry: dict) -> None:
+            index.add(entry)
+            print(f"fit-sweep: run {entry['run']} done; {len(index.entries)}/{len(runs)} runs", flush=True)
+
+        self.run_all(run_one, arguments, land)
+        sets = ["val", *self.cli.datamodule.val_sources]
+        by_type: dict[str, dict] = {}
+        for name, config in runs:
+            kind = name.rsplit("_s", 1)[0]
+            loss = "nll" if config["model"].get("probabilistic", True) else "mse"
+            history = json.loads(Path(index.entries[name]["history"]).read_text())
+            by_type.setdefault(kind, {"loss": loss, "histories": []})["histories"].append(history)
+        studied = {kind: {**t, **curves(t["histories"], sets, t["loss"])} for kind, t in by_type.items()}
+        summary = {kind: summarise(c, c["loss"]) for kind, c in studied.items()}
+        atomic.write_json(out / SUMMARY, summary)
+        figure = save_figure_atomically(training_study_figure(studied, sets, summary), out / FIGURE)
+        for kind, s in summary.items():
+            loss = studied[kind]["loss"]
+            print(
+                f"  {kind}: best mean reward {s['best_mean_reward']:.1f} at epoch {s['best_reward_epoch']}, best mean "
+                f"val {loss} {s[f'best_mean_val_{loss}']:.3f} at epoch {s[f'best_val_{loss}_epoch']} ({s['runs']} runs)"
+            )
+        print(f"fit-sweep: {len(runs)} runs -> {out / SUMMARY}, {figure}")
+        return summary
+
+
 def main(argv: list[str]) -> None:
-    from objmm.experiments.framework import experiment_cli
-
-    cli = experiment_cli("fit-sweep", __doc__.splitlines()[0], argv, {"sweep": SweepSettings})
-    sweep: SweepSettings = cli.config_init.sweep
-    out = Path(sweep.out)
-    runs = fit_runs(parsed_config(cli), sweep)
-    index = SweepIndex(out, [name for name, _ in runs])
-    arguments = [(name, str(write_config(out, name, config)), str(out / name)) for name, config in runs]
-
-    def land(args: tuple, entry: dict) -> None:
-        index.add(entry)
-        print(f"fit-sweep: run {entry['run']} done; {len(index.entries)}/{len(runs)} runs", flush=True)
-
-    run_all("fit-sweep", sweep, run_one, arguments, land)
-
-    sets = ["val", *cli.datamodule.val_sources]
-    by_type: dict[str, dict] = {}
-    for name, config in runs:
-        kind = name.rsplit("_s", 1)[0]
-        loss = "nll" if config["model"].get("probabilistic", True) else "mse"
-        history = json.loads(Path(index.entries[name]["history"]).read_text())
-        by_type.setdefault(kind, {"loss": loss, "histories": []})["histories"].append(history)
-    studied = {kind: {**t, **curves(t["histories"], sets, t["loss"])} for kind, t in by_type.items()}
-    summary = {kind: summarise(c, c["loss"]) for kind, c in studied.items()}
-    atomic.write_json(out / SUMMARY, summary)
-    figure = plot_training_study(studied, sets, summary, path=out / FIGURE)
-    for kind, s in summary.items():
-        loss = studied[kind]["loss"]
-        print(
-            f"  {kind}: best mean reward {s['best_mean_reward']:.1f} at epoch {s['best_reward_epoch']}, best mean "
-            f"val {loss} {s[f'best_mean_val_{loss}']:.3f} at epoch {s[f'best_val_{loss}_epoch']} ({s['runs']} runs)"
-        )
-    print(f"fit-sweep: {len(runs)} runs -> {out / SUMMARY}, {figure}")
+    run_experiment("fit-sweep", __doc__.splitlines()[0], argv, FitSweepRun)

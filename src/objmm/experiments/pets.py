@@ -16,22 +16,22 @@ trial the run directory holds the dataset, the trial's model (`models/trial_NN.p
 from __future__ import annotations
 
 import copy
-import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
+from matplotlib.ticker import MaxNLocator
 
 from objmm import atomic
 from objmm.data import TransitionDataset
 from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, run_experiment
+from objmm.experiments.pets_files import STATE_FILE, load_state, model_path
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
-from objmm.plots import plot_trials
+from objmm.plots import clip_outliers, legend_below, plt, save_figure_atomically
 from objmm.progress import EpochProgress, episode_progress
 from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
@@ -39,8 +39,6 @@ from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import load_model, save_model
 from objmm.training.trainer import INNER_FIT
 
-STATE_FILE = "state.json"
-CONFIG_FILE = "pets_config.yaml"
 #: the settings a resumed run may change: its length, where it is and runs, and how it is logged
 MAY_CHANGE = ("pets.trials", "pets.run_dir", "trainer.logger", "trainer.accelerator", "trainer.devices")
 
@@ -71,27 +69,6 @@ class PETSSettings:
         require_at_least_one(
             "pets", trials=self.trials, incremental_epochs=self.incremental_epochs, episode_steps=self.episode_steps
         )
-
-
-def load_state(run_dir: Path) -> dict:
-    """The saved state of a PETS run directory, or a one-line error if it is not one."""
-    path = Path(run_dir) / STATE_FILE
-    if not path.is_file() or not (Path(run_dir) / CONFIG_FILE).is_file():
-        raise ObjmmError(f"{run_dir} is not an objmm pets run (no {STATE_FILE} and {CONFIG_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ObjmmError(f"{path} is damaged ({error}); it is not valid JSON") from None
-
-
-def load_config(run_dir: Path) -> dict:
-    """The saved config of a PETS run, as plain data."""
-    return yaml.safe_load((Path(run_dir) / CONFIG_FILE).read_text())
-
-
-def model_path(run_dir: Path, trial: int) -> Path:
-    """Where the model trained in trial `trial` (counted from 0) is kept."""
-    return Path(run_dir) / "models" / f"trial_{trial:02d}.pt"
 
 
 class PETSRun(ExperimentRun):
@@ -261,14 +238,14 @@ class PETSRun(ExperimentRun):
         state["dataset_rows"] = len(dataset)
         atomic.write_json(self.run_dir / STATE_FILE, state)
         history, loss = state["history"], self.loss
-        figure = plot_trials(
+        figure = trials_figure(
             [h["trial"] for h in history],
             [h["reward/mean"] for h in history],
             [h.get(f"new_data/{loss}", float("nan")) for h in history],
             [h[f"train_data/{loss}"] for h in history],
-            path=self.run_dir / "pets_curve.png",
             title=f"PETS, {self.task.name}: episode reward and model {loss.upper()} per trial",
         )
+        figure = save_figure_atomically(figure, self.run_dir / "pets_curve.png")
         if self.logger:
             import wandb
 
@@ -286,6 +263,33 @@ class PETSRun(ExperimentRun):
             f"on train data {m[f'train_data/{loss}']:.3f}, on held-out data {m[f'val/{loss}']:.3f}, "
             f"{m['rows']} rows, {m['seconds']:.0f} s"
         )
+
+
+def trials_figure(
+    trials: Sequence[int],
+    reward: Sequence[float],
+    nll_new_data: Sequence[float],
+    nll_train_data: Sequence[float],
+    title: str = "",
+):
+    """PETS learning curve: episode reward and model NLL per trial (the paper's Fig. 11)."""
+    fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
+    trial_numbers = [t + 1 for t in trials]
+    handles = ax_reward.plot(trial_numbers, reward, "o-", color="tab:blue", label="episode reward")
+    ax_reward.set_xlabel("trial")
+    ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_reward.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_nll = ax_reward.twinx()
+    handles += ax_nll.plot(
+        trial_numbers, nll_new_data, "s--", color="tab:red", label="NLL on the trial's new data (before training)"
+    )
+    handles += ax_nll.plot(trial_numbers, nll_train_data, "-", color="tab:orange", label="NLL on the training data")
+    ax_nll.set_ylabel("model NLL", color="tab:red")
+    clip_outliers(ax_nll, trial_numbers, [*nll_new_data], [*nll_train_data])
+    legend_below(ax_reward, handles)
+    if title:
+        ax_reward.set_title(title, fontsize="medium")
+    return fig
 
 
 def main(argv: list[str]) -> None:

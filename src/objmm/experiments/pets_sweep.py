@@ -24,7 +24,9 @@ import numpy as np
 from objmm import atomic
 from objmm.envs import get_task
 from objmm.experiments import pets
-from objmm.experiments.sweeps import SweepIndex, SweepSettings, parsed_config, run_all, run_configs, write_config
+from objmm.experiments.framework import run_experiment
+from objmm.experiments.pets_files import STATE_FILE, load_state, model_path
+from objmm.experiments.sweeps import SweepIndex, SweepRun, SweepSettings, parsed_config, run_configs, write_config
 
 
 def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
@@ -39,8 +41,8 @@ def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float =
     """One PETS run, started or resumed (or skipped when finished); its entry in the index."""
     from objmm.experiments.framework import finish_wandb
 
-    state_file = Path(run_dir) / pets.STATE_FILE
-    done = pets.load_state(Path(run_dir))["finished_trials"] if state_file.exists() else 0
+    state_file = Path(run_dir) / STATE_FILE
+    done = load_state(Path(run_dir))["finished_trials"] if state_file.exists() else 0
     if done < trials:
         # a started run goes on with its own saved config; only the number of trials may grow
         argv = ["--resume", run_dir, "--pets.trials", str(trials)] if state_file.exists() else ["--config", config_path]
@@ -48,8 +50,8 @@ def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float =
             pets.main(argv)
         finally:
             finish_wandb(exit_code=0)
-    state = pets.load_state(Path(run_dir))
-    models = [str(pets.model_path(Path(run_dir), t)) for t in range(state["finished_trials"])]
+    state = load_state(Path(run_dir))
+    models = [str(model_path(Path(run_dir), t)) for t in range(state["finished_trials"])]
     rewards = [h["reward/mean"] for h in state["history"]]
     solved = next((t + 1 for t, r in enumerate(rewards) if r >= bar), None)
     return {"run": name, "run_dir": run_dir, "finished_trials": state["finished_trials"],
@@ -80,41 +82,45 @@ def summary(entries: list[dict], types: list[str], bar: float) -> dict:
     return out
 
 
+class PETSSweepRun(SweepRun):
+    command, other_sections = "pets-sweep", {"pets": pets.PETSSettings}
+
+    def prepare(self) -> None:
+        self.runs = pets_runs(parsed_config(self.cli), self.settings)
+        self.index = SweepIndex(self.out, [name for name, _ in self.runs])
+
+    def run(self) -> dict:
+        out, runs, index = self.out, self.runs, self.index
+        bar = get_task(self.env["id"]).expert_reward
+        arguments = [
+            (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"], bar)
+            for name, config in runs
+        ]
+
+        def land(args: tuple, entry: dict) -> None:
+            index.add(entry)
+            models = sum(len(e["models"]) for e in index.entries.values())
+            print(
+                f"pets-sweep: run {entry['run']} has {entry['finished_trials']} trials (best reward "
+                f"{entry['best_reward']:.1f}); {len(index.entries)}/{len(runs)} runs, {models} models in {index.path}",
+                flush=True,
+            )
+
+        self.run_all(run_one, arguments, land)
+        types = list(dict.fromkeys(name.rsplit("_s", 1)[0] for name, _ in runs))
+        found = summary(list(index.entries.values()), types, bar)
+        atomic.write_json(out / "summary.json", found)
+        for kind, one in found.items():
+            median = one["median_trials_to_bar"]
+            print(
+                f"pets-sweep: {kind}: {one['reached_bar']}/{one['runs']} runs reached {bar:g}, trials to it "
+                f"{one['trials_to_bar']} (median {median if median is not None else 'not reached'}); "
+                f"best rewards {', '.join(f'{r:.1f}' for r in one['best_rewards'])}",
+                flush=True,
+            )
+        print(f"pets-sweep: {len(runs)} runs in {out}; their models: objmm population --population.models '[{out}]'")
+        return found
+
+
 def main(argv: list[str]) -> None:
-    from objmm.experiments.framework import experiment_cli
-
-    cli = experiment_cli(
-        "pets-sweep", __doc__.splitlines()[0], argv, {"pets": pets.PETSSettings, "sweep": SweepSettings}
-    )
-    sweep: SweepSettings = cli.config_init.sweep
-    out = Path(sweep.out)
-    runs = pets_runs(parsed_config(cli), sweep)
-    index = SweepIndex(out, [name for name, _ in runs])
-    bar = get_task(cli.config_init.env.id).expert_reward
-    arguments = [
-        (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"], bar)
-        for name, config in runs
-    ]
-
-    def land(args: tuple, entry: dict) -> None:
-        index.add(entry)
-        models = sum(len(e["models"]) for e in index.entries.values())
-        print(
-            f"pets-sweep: run {entry['run']} has {entry['finished_trials']} trials (best reward "
-            f"{entry['best_reward']:.1f}); {len(index.entries)}/{len(runs)} runs, {models} models in {index.path}",
-            flush=True,
-        )
-
-    run_all("pets-sweep", sweep, run_one, arguments, land)
-    types = list(dict.fromkeys(name.rsplit("_s", 1)[0] for name, _ in runs))
-    found = summary(list(index.entries.values()), types, bar)
-    atomic.write_json(out / "summary.json", found)
-    for kind, one in found.items():
-        median = one["median_trials_to_bar"]
-        print(
-            f"pets-sweep: {kind}: {one['reached_bar']}/{one['runs']} runs reached {bar:g}, trials to it "
-            f"{one['trials_to_bar']} (median {median if median is not None else 'not reached'}); "
-            f"best rewards {', '.join(f'{r:.1f}' for r in one['best_rewards'])}",
-            flush=True,
-        )
-    print(f"pets-sweep: {len(runs)} runs in {out}; their models: objmm population --population.models '[{out}]'")
+    run_experiment("pets-sweep", __doc__.splitlines()[0], argv, PETSSweepRun)

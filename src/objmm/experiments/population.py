@@ -22,24 +22,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 
 from objmm import atomic
 from objmm.data import load_source
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
+from objmm.experiments.pets_files import CONFIG_FILE, load_config
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.experiments.sweeps import model_type
 from objmm.planning import CEMConfig
-from objmm.plots import plot_population
+from objmm.plots import METRIC_WORDS, plt, save_figure_atomically
 from objmm.seeding import derive_seed
-from objmm.stats import correlation
+from objmm.stats import correlation, describe_correlations
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import check_env, find_models, load_model
 
@@ -47,11 +48,7 @@ TABLE = "population.json"
 CORRELATIONS = "correlations.json"
 FIGURE = "fig3.png"
 #: the x axes of the figure: (metric, batch mode); the first is Fig. 3's, the others Appendix C's
-ESTIMATORS = (
-    ("paper_ll", "random"),
-    ("paper_ll_batch_median", "random"),
-    ("paper_ll_batch_median", "trajectory"),
-)
+ESTIMATORS = (("paper_ll", "random"), ("paper_ll_batch_median", "random"), ("paper_ll_batch_median", "trajectory"))
 #: the metrics of each dataset and batch mode that go into the table
 TABLE_METRICS = ("nll", "paper_ll", "mse", "nll_batch_median", "paper_ll_batch_median")
 
@@ -112,9 +109,7 @@ def describe_model(path: Path, env: dict) -> dict:
     check_env(module, path, env)
     hparams = module.hparams
     run = path.parent.parent if path.parent.name == "models" else path.parent
-    seed = None
-    if (run / "pets_config.yaml").is_file():
-        seed = yaml.safe_load((run / "pets_config.yaml").read_text()).get("seed_everything")
+    seed = load_config(run).get("seed_everything") if (run / CONFIG_FILE).is_file() else None
     architecture = {k: hparams[k] for k in ("members", "width", "depth", "probabilistic")}
     return {
         "model": str(path),
@@ -181,19 +176,6 @@ def correlations(rows: list[dict], datasets: list[str], batches: list[str], resa
     return out
 
 
-def describe_correlations(found: list[dict]) -> list[str]:
-    """One line per dataset and LL estimator: Pearson's rho [interval], Spearman's rho [interval]."""
-    pairs: dict[tuple[str, str], dict[str, dict]] = {}
-    for c in found:
-        pairs.setdefault((c["dataset"], c["ll"]), {})[c["method"]] = c
-    return [
-        f"{name}, LL {ll}: "
-        + ", ".join(f"{m} rho {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in by.items())
-        + f" (n {next(iter(by.values()))['n']})"
-        for (name, ll), by in pairs.items()
-    ]
-
-
 # ----------------------------------------------------------------------------- the command
 class PopulationRun(ExperimentRun):
     section, settings_class, resume_file = "population", PopulationSettings, TABLE
@@ -214,9 +196,8 @@ class PopulationRun(ExperimentRun):
         }
 
     def prepare(self) -> None:
-        self.described = [
-            describe_model(path, self.env) for path in find_models(self.settings.models, "population.models")
-        ]
+        models = find_models(self.settings.models, "population.models")
+        self.described = [describe_model(path, self.env) for path in models]
         for source in self.settings.datasets.values():  # a wrong dataset fails now, before any row is written
             _dataset(source, self.env["id"], self.seed, json.dumps(self.env["kwargs"], sort_keys=True))
         self.table = ResultsFile(self.out / TABLE, self.plain_settings(), "rows", "model", "population.out")
@@ -260,30 +241,57 @@ class PopulationRun(ExperimentRun):
         found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed)
         atomic.write_json(self.out / CORRELATIONS, {"models": len(rows), "correlations": found})
         estimators = [e for e in ESTIMATORS if e[1] in s.batches]
-        figure = plot_population(
-            rows,
-            list(s.datasets),
-            estimators,
-            found,
-            path=self.out / FIGURE,
-            title=f"{len(rows)} models, {self.env['id']}",
-        )
+        title = f"{len(rows)} models, {self.env['id']}"
+        figure = population_figure(rows, list(s.datasets), estimators, found, title)
+        figure = save_figure_atomically(figure, self.out / FIGURE)
         for line in describe_correlations(found):
             print(f"  {line}")
-        if self.logger:
-            import wandb
-
-            columns = sorted({k for row in rows for k in row if k != "rewards"})
-            self.logger.experiment.log(
-                {
-                    "population/table": wandb.Table(
-                        columns=columns, data=[[row.get(k) for k in columns] for row in rows]
-                    ),
-                    **{f"rho/{c['dataset']}/{c['ll']}/{c['method']}": c["rho"] for c in found},
-                }
-            )
-        self.publish(f"{len(rows)} models", [table.path, self.out / CORRELATIONS, figure], {"fig3": figure})
+        self.publish(
+            f"{len(rows)} models",
+            [table.path, self.out / CORRELATIONS, figure],
+            {"fig3": figure},
+            metrics={f"rho/{c['dataset']}/{c['ll']}/{c['method']}": c["rho"] for c in found},
+            tables={"table": [{k: v for k, v in row.items() if k != "rewards"} for row in rows]},
+        )
         return rows
+
+
+def population_figure(
+    rows: Sequence[dict],
+    datasets: Sequence[str],
+    estimators: Sequence[tuple[str, str]],
+    correlations: Sequence[dict],
+    title: str = "",
+):
+    """Fig. 3's layout: one panel per dataset (columns), the LL of every model against its mean
+    episode reward, with Pearson's and Spearman's rho and their intervals; one row of panels per LL
+    estimator (the first is Fig. 3's mean LL, the others Appendix C's medians over batches)."""
+    fig, axes = plt.subplots(
+        len(estimators), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(estimators)), squeeze=False
+    )
+    reward = np.array([row["reward/mean"] for row in rows], dtype=float)
+    for i, (metric, mode) in enumerate(estimators):
+        for j, name in enumerate(datasets):
+            ax = axes[i][j]
+            ll = np.array([row.get(f"{name}/{mode}/{metric}", np.nan) for row in rows], dtype=float)
+            ax.scatter(ll, reward, s=8, alpha=0.6)
+            found = {c["method"]: c for c in correlations if c["dataset"] == name and c["ll"] == f"{mode}/{metric}"}
+            text = "\n".join(f"{m}: {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in found.items())
+            ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize="x-small")
+            finite = ll[np.isfinite(ll)]
+            if len(finite) >= 4:  # keep the bulk in view: a diverged model's LL can be off by orders
+                low, high = np.percentile(finite, [1, 100])
+                ax.set_xlim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+            batches = "random batches" if mode == "random" else "trajectory batches"
+            where = "" if metric == "paper_ll" else f", {batches}"
+            ax.set_title(f"{name}{where}", fontsize="small")
+            ax.set_xlabel(METRIC_WORDS.get(metric, metric), fontsize="small")
+            if j == 0:
+                ax.set_ylabel("mean episode reward")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str]) -> None:

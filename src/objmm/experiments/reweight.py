@@ -19,12 +19,12 @@ run goes on from the cells it has. The pool's d* are kept in `pool_distances.pt`
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from objmm import atomic
 from objmm.data import TransitionDataset
 from objmm.data.uniform_pool import UniformPool, near_reference_dataset
 from objmm.errors import ObjmmError, require_at_least_one
@@ -33,7 +33,7 @@ from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile,
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.objectives import DistanceWeighted, build_objective
 from objmm.planning import CEMConfig
-from objmm.plots import plot_reweight
+from objmm.plots import plt, save_figure_atomically
 from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.saved_models import module_settings
@@ -113,13 +113,8 @@ def fit_model(
     """A model trained with `objective` for `steps` gradient steps on 0.9 of `dataset`'s rows."""
     torch.manual_seed(derive_seed(seed, "model"))  # every objective's model starts from the same weights
     module = DynamicsModule(**hparams, objective=build_objective(objective))
-    data = TransitionDataModule(
-        env_id=hparams["env_id"],
-        batch_size=batch_size,
-        ensemble_size=hparams["members"],
-        seed=seed,
-        env_kwargs=hparams.get("env_kwargs"),
-    ).with_dataset(dataset)
+    data = TransitionDataModule(hparams["env_id"], batch_size=batch_size, ensemble_size=hparams["members"], seed=seed)
+    data = data.with_dataset(dataset)
     bare_trainer(max_epochs=-1, device=device, max_steps=steps).fit(module, datamodule=data)
     return module.to(device).eval()
 
@@ -192,25 +187,6 @@ class ReweightRun(ExperimentRun):
             "cem": asdict(s.cem),
         }
 
-    def pool_distances(self, pool: UniformPool, reference: torch.Tensor) -> torch.Tensor:
-        """d* of every pool row, computed once and kept beside the table (with what it was computed from)."""
-        path = self.out / DISTANCES
-        key = {"pool": pool.size, "seed": pool.seed, "expert": self.settings.expert, "env": self.env["id"]}
-        if path.exists():
-            saved = torch.load(path, weights_only=False)
-            if saved.get("key") == key:
-                return saved["distances"]
-        t0 = time.perf_counter()
-        step = max(1, pool.chunks // 10)
-
-        def progress(done: int, total: int) -> None:
-            if done % step == 0 or done == total:
-                print(f"reweight: d* of the pool: {done}/{total} chunks, {time.perf_counter() - t0:.0f} s", flush=True)
-
-        distances = pool.distances(reference, self.device, progress)
-        atomic.write_atomically(path, lambda tmp: torch.save({"key": key, "distances": distances}, tmp))
-        return distances
-
     def prepare(self) -> None:
         for name, spec in self.settings.objectives.items():  # a bad objective (no expert, wrong env) fails now
             try:
@@ -229,7 +205,7 @@ class ReweightRun(ExperimentRun):
         s, table = self.settings, self.table
         reference = torch.cat([self.trajectory.data["obs"], self.trajectory.data["action"]], dim=-1)
         pool = UniformPool(self.env["id"], s.pool, seed=derive_seed(self.seed, "pool"))
-        distances = self.pool_distances(pool, reference)
+        distances = pool.cached_distances(self.out / DISTANCES, reference, {"expert": s.expert}, self.device)
         cells = [
             {"name": cell_name(size, bound), "size": size, "bound": bound}
             for bound in s.bounds
@@ -268,28 +244,55 @@ class ReweightRun(ExperimentRun):
 
     def finish(self, table: ResultsFile) -> dict:
         s = self.settings
-        rewards = {
-            name: np.array(
-                [
-                    [
-                        table.pieces.get(cell_name(size, bound), {}).get(name, {}).get("reward/mean", np.nan)
-                        for size in s.sizes
-                    ]
-                    for bound in s.bounds
-                ]
-            )
-            for name in s.objectives
-        }
-        figure = plot_reweight(
-            s.sizes,
-            s.bounds,
-            rewards,
-            s.baseline,
-            path=self.out / FIGURE,
-            title=f"Mean reward of {s.episodes} episodes per model, {self.env['id']}",
+
+        def mean_reward(size: int, bound: float, name: str) -> float:  # NaN where a cell is missing
+            return table.pieces.get(cell_name(size, bound), {}).get(name, {}).get("reward/mean", np.nan)
+
+        rewards = {n: np.array([[mean_reward(S, e, n) for S in s.sizes] for e in s.bounds]) for n in s.objectives}
+        title = f"Mean reward of {s.episodes} episodes per model, {self.env['id']}"
+        figure = save_figure_atomically(
+            reweight_figure(s.sizes, s.bounds, rewards, s.baseline, title), self.out / FIGURE
         )
         self.publish(f"{len(table)} cells", [table.path, figure], {"fig8": figure})
         return {"settings": table.settings, "cells": table.pieces}
+
+
+def reweight_figure(
+    sizes: Sequence[int], bounds: Sequence[float], rewards: dict[str, np.ndarray], baseline: str, title=""
+):
+    """Fig. 8: mean reward per (training-set size S, distance bound eps) cell, one heatmap per
+    objective, then each objective's difference to `baseline` (red: better than the baseline)."""
+    names = list(rewards)
+    others = [n for n in names if n != baseline]
+    panels = len(names) + len(others)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
+    finite = np.concatenate([r[np.isfinite(r)] for r in rewards.values()] or [np.zeros(1)])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+    def draw(ax, values, cmap, lo, hi, label):
+        image = ax.imshow(values, origin="lower", cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+        ax.set_xticks(range(len(sizes)), [str(s) for s in sizes], fontsize="x-small")
+        ax.set_yticks(range(len(bounds)), [f"{b:.3g}" for b in bounds], fontsize="x-small")
+        ax.set_xlabel("training points S")
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize="x-small")
+        ax.set_title(label, fontsize="small")
+        return image
+
+    for ax, name in zip(axes[0], names, strict=False):
+        image = draw(ax, rewards[name], "viridis", vmin, vmax, f"{name}: mean reward")
+    fig.colorbar(image, ax=axes[0][len(names) - 1])
+    for ax, name in zip(axes[0][len(names) :], others, strict=True):
+        diff = rewards[name] - rewards[baseline]
+        span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
+        image = draw(ax, diff, "RdBu_r", -span or -1, span or 1, f"{name} - {baseline}")
+        fig.colorbar(image, ax=ax)
+    axes[0][0].set_ylabel("distance bound eps")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str]) -> None:

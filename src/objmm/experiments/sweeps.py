@@ -18,7 +18,7 @@ from jsonargparse.typing import Path_fr
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.framework import RaySettings, run_pieces
+from objmm.experiments.framework import ExperimentRun, RaySettings, run_pieces
 
 INDEX = "index.json"
 
@@ -54,10 +54,19 @@ def model_type(model: dict) -> str:
     return ("P" if model.get("probabilistic", True) else "D") + ("E" if model.get("members", 5) > 1 else "")
 
 
+#: what names the W&B run of the sweep's own command; each run it starts gets its own
+WANDB_RUN_IDENTITY = ("id", "version", "name", "group", "job_type", "resume")
+
+
 def parsed_config(cli, drop: str = "sweep") -> dict:
-    """The command's whole parsed config as plain data, without its own section (`sweep:`)."""
+    """The command's whole parsed config as plain data for the runs it starts: without its own
+    section (`sweep:`) and without its own W&B run's name and id."""
     base = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))
     base.pop(drop)
+    logger = base["trainer"].get("logger")
+    if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict):
+        for key in WANDB_RUN_IDENTITY:
+            logger["init_args"].pop(key, None)
     return base
 
 
@@ -105,11 +114,24 @@ class SweepIndex:
         atomic.write_json(self.path, {"runs": [self.entries[n] for n in self.order if n in self.entries]})
 
 
-def run_all(command: str, sweep: SweepSettings, run_one: Callable, arguments: list[tuple], land: Callable) -> None:
-    """`run_one(name, ...)` for every run's arguments, as Ray tasks or one after another here,
-    `land(args, entry)` as each ends; Ctrl-C says that the same command goes on."""
-    print(f"{command}: {len(arguments)} runs ({', '.join(a[0] for a in arguments)}) in {sweep.out}", flush=True)
-    try:
-        run_pieces(run_one, arguments, land, sweep.ray, describe=lambda i, args: f"{command}: run {args[0]}")
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the same objmm {command} command goes on from here ({sweep.out})") from None
+class SweepRun(ExperimentRun):
+    """A sweep on the experiment framework: its `sweep:` section, its folder (`sweep.out`), its saved
+    config (so `--resume FOLDER` works), and its runs dispatched by `run_all`. Each run is an ordinary
+    `objmm pets` or `objmm fit` with a W&B run of its own, so the sweep logs no W&B run itself."""
+
+    section, settings_class, resume_file = "sweep", SweepSettings, INDEX
+    settings: SweepSettings
+    command: str
+
+    def log_config(self) -> None:
+        """Each run logs its own config to its own W&B run."""
+
+    def interrupted(self, command: str) -> str:
+        return f"the same objmm {command} command goes on from here ({self.out})"
+
+    def run_all(self, run_one: Callable, arguments: list[tuple], land: Callable) -> None:
+        """`run_one(name, ...)` for every run's arguments, as Ray tasks or one after another here,
+        `land(args, entry)` as each ends."""
+        print(f"{self.command}: {len(arguments)} runs ({', '.join(a[0] for a in arguments)}) in {self.out}", flush=True)
+        describe = lambda i, args: f"{self.command}: run {args[0]}"  # noqa: E731
+        run_pieces(run_one, arguments, land, self.settings.ray, describe=describe)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from matplotlib.ticker import MaxNLocator
 
 from objmm import atomic
 from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
-from objmm.plots import metric_label, plot_reward_and_nll
+from objmm.plots import METRIC_WORDS, legend_below, metric_label, plt, save_figure_atomically
 from objmm.progress import episode_progress
 from objmm.seeding import derive_seed
 
@@ -161,16 +163,9 @@ class EpisodeRewardCallback(L.Callback):
             return
         epochs, means, stds = zip(*self.reward_history, strict=True)
         nll_epochs, nll = zip(*self.monitor_history, strict=True) if self.monitor_history else ((), ())
-        self.figure_path = plot_reward_and_nll(
-            epochs,
-            means,
-            stds,
-            nll_epochs,
-            nll,
-            path=run_directory(trainer) / self.figure_name,
-            metric=self.monitor,
-            title=f"{pl_module.model.task.name}: episode reward and {metric_label(self.monitor)} while training",
-        )
+        title = f"{pl_module.model.task.name}: episode reward and {metric_label(self.monitor)} while training"
+        figure = reward_and_nll_figure(epochs, means, stds, nll_epochs, nll, metric=self.monitor, title=title)
+        self.figure_path = save_figure_atomically(figure, run_directory(trainer) / self.figure_name)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="reward_vs_nll", images=[str(self.figure_path)])
@@ -188,3 +183,50 @@ class EpisodeRewardCallback(L.Callback):
         self.reward_history = [tuple(row) for row in state_dict["reward_history"]]
         self.monitor_history = [tuple(row) for row in state_dict["monitor_history"]]
         self.metrics_history = list(state_dict.get("metrics_history", []))
+
+
+def reward_and_nll_figure(
+    reward_epochs: Sequence[int],
+    reward_mean: Sequence[float],
+    reward_std: Sequence[float],
+    nll_epochs: Sequence[int],
+    nll: Sequence[float],
+    metric: str = "val/nll",
+    title: str = "",
+):
+    """Episode reward (mean ± std) and a validation metric against training epoch (the paper's
+    Fig. 4), with the epochs of best reward and best metric marked."""
+    fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
+    mean = list(reward_mean)
+    low = [m - s for m, s in zip(mean, reward_std, strict=True)]
+    high = [m + s for m, s in zip(mean, reward_std, strict=True)]
+    label = metric_label(metric)
+    handles = ax_reward.plot(reward_epochs, mean, "o-", color="tab:blue", label="episode reward (mean ± std)")
+    ax_reward.fill_between(reward_epochs, low, high, color="tab:blue", alpha=0.2)
+    ax_reward.set_xlabel("training epoch")
+    ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_reward.xaxis.set_major_locator(MaxNLocator(integer=True))
+    best = max(range(len(mean)), key=mean.__getitem__)
+    handles += ax_reward.plot(
+        reward_epochs[best],
+        mean[best],
+        "*",
+        color="tab:blue",
+        ms=14,
+        label=f"best reward (epoch {reward_epochs[best]})",
+    )
+    ax_nll = ax_reward.twinx()
+    handles += ax_nll.plot(nll_epochs, nll, "-", color="tab:red", label=label)
+    ax_nll.set_ylabel(label, color="tab:red")
+    if len(nll):
+        values = list(nll)
+        pick = max if "paper_ll" in metric else min
+        best = pick(range(len(values)), key=values.__getitem__)
+        words = METRIC_WORDS.get(metric.rpartition("/")[2], "metric")
+        handles += ax_nll.plot(
+            nll_epochs[best], values[best], "D", color="tab:red", ms=9, label=f"best {words} (epoch {nll_epochs[best]})"
+        )
+    legend_below(ax_reward, handles)
+    if title:
+        ax_reward.set_title(title, fontsize="medium")
+    return fig

@@ -85,16 +85,24 @@ class ExperimentRun:
         if self.logger:
             self.logger.log_hyperparams(self.cli.config.as_dict())
 
-    def log_figures(self, figures: dict[str, Path]) -> None:
-        """Figures (name -> PNG) as W&B images under the experiment's section."""
-        if self.logger and figures:
+    def publish(
+        self,
+        summary: str,
+        files: list[Path],
+        figures: dict[str, Path] | None = None,
+        metrics: dict[str, float] | None = None,
+        tables: dict[str, list[dict]] | None = None,
+    ) -> None:
+        """The end of a run: its figures (name -> PNG), numbers and tables (name -> rows) to W&B,
+        figures and tables under the experiment's section; one line of what it found and where."""
+        if self.logger and (figures or metrics or tables):
             import wandb
 
-            self.logger.experiment.log({f"{self.section}/{k}": wandb.Image(str(p)) for k, p in figures.items()})
-
-    def publish(self, summary: str, files: list[Path], figures: dict[str, Path] | None = None) -> None:
-        """The end of a run: its figures to W&B, and one line of what it found and where it is."""
-        self.log_figures(figures or {})
+            logged = {f"{self.section}/{k}": wandb.Image(str(p)) for k, p in (figures or {}).items()}
+            for name, rows in (tables or {}).items():
+                columns = sorted({k for row in rows for k in row})
+                logged[f"{self.section}/{name}"] = wandb.Table(columns, [[r.get(k) for k in columns] for r in rows])
+            self.logger.experiment.log({**logged, **(metrics or {})})
         print(f"{self.section}: {summary} -> " + ", ".join(str(f) for f in files), flush=True)
 
 
