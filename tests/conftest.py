@@ -104,3 +104,20 @@ def kill_when(args: list[str], cwd, ready, timeout: float = 120) -> None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+@pytest.fixture(scope="session")
+def pets_tiny(tmp_path_factory, objmm_in):
+    """`copy_to(folder)`: puts one `objmm pets` run of configs/pets/tiny.yaml (3 trials, on the CPU)
+    at `folder/runs/pets_tiny`; the run is made once per test session, not once per test."""
+    import shutil
+    from pathlib import Path
+
+    made = tmp_path_factory.mktemp("pets_tiny")
+    config = Path(__file__).resolve().parents[1] / "configs" / "pets" / "tiny.yaml"
+    objmm_in(made, ["pets", "--config", str(config)])
+
+    def copy_to(folder) -> None:
+        shutil.copytree(made / "runs" / "pets_tiny", Path(folder) / "runs" / "pets_tiny")
+
+    return copy_to

@@ -176,8 +176,9 @@ def test_bad_attack_input_is_one_line(attacked, tmp_path, monkeypatch, error_of)
     )
 
 
-def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator):
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")], [*REWEIGHT, *accelerator])
+def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator, pets_tiny):
+    pets_tiny(in_tmp)  # its dataset is the expert
+    objmm_in(in_tmp, [*REWEIGHT, *accelerator])
     table = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())
     assert set(table["cells"]) == {"S10_eps2", "S40_eps2", "S10_eps15.66", "S40_eps15.66"}
     for cell in table["cells"].values():
@@ -195,9 +196,10 @@ def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator)
 
 
 @pytest.mark.slow
-def test_reweight_cells_on_ray_give_the_same_table(in_tmp, objmm_in):
+def test_reweight_cells_on_ray_give_the_same_table(in_tmp, objmm_in, pets_tiny):
     pytest.importorskip("ray")
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")], REWEIGHT)
+    pets_tiny(in_tmp)
+    objmm_in(in_tmp, REWEIGHT)
     ray = ["--reweight.out", "on_ray", "--reweight.ray.address", "local", "--reweight.ray.num_cpus", "2"]
     objmm_in(in_tmp, [*REWEIGHT, *ray])
     here = json.loads(Path("runs/reweight_tiny/reweight.json").read_text())["cells"]
@@ -227,8 +229,9 @@ def test_a_reweight_objective_of_another_env_is_one_line(in_tmp, error_of):
     assert message.startswith("objmm: error: reweight.objectives.online: DistanceWeighted needs an expert here")
 
 
-def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of):
-    objmm_in(in_tmp, ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")], POPULATION, PAIRS)
+def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of, pets_tiny):
+    pets_tiny(in_tmp)
+    objmm_in(in_tmp, POPULATION, PAIRS)
     found = json.loads(Path("runs/pairs_tiny/pairs.json").read_text())["pairs"]
     assert len(found) == 1
     pair = found[0]

@@ -88,6 +88,9 @@ def test_resume_takes_a_folder_of_any_experiment(in_tmp, error_of):
         "objmm: error: nowhere is not an objmm population run (no population_config.yaml in it)"
     )
     assert error_of("attack", "--resume") == "objmm: error: --resume needs an objmm attack run directory"
+    assert error_of("pets-sweep", "--resume", "nowhere") == (
+        "objmm: error: nowhere is not an objmm pets-sweep run (no sweep_config.yaml in it)"
+    )
 
 
 def test_babbling_runs_pets_from_each_size_of_off_task_data_and_goes_on(in_tmp, capsys):

@@ -2,7 +2,8 @@
 
 import matplotlib.pyplot as plt
 
-from objmm.plots import reward_and_nll_figure, trials_figure
+from objmm.experiments.pets import trials_figure
+from objmm.training.reward_callback import reward_and_nll_figure
 
 
 def labels(axis) -> list[str]:

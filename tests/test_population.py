@@ -84,14 +84,11 @@ def test_a_model_plans_the_same_episodes_in_a_stack_of_k_as_alone(device):
 
 
 @pytest.fixture(scope="module")
-def pets_runs(tmp_path_factory, objmm_in) -> Path:
+def pets_runs(tmp_path_factory, objmm_in, pets_tiny) -> Path:
     """A pets_tiny run (3 models) and the population table of its uninterrupted, in-process evaluation."""
     where = tmp_path_factory.mktemp("population")
-    objmm_in(
-        where,
-        ["pets", "--config", str(ROOT / "configs" / "pets" / "tiny.yaml")],
-        [*POPULATION, "--population.out", "reference"],
-    )
+    pets_tiny(where)
+    objmm_in(where, [*POPULATION, "--population.out", "reference"])
     return where
 
 
@@ -120,6 +117,12 @@ def test_the_population_table_figure_and_correlations(pets_runs):
         ("grid", "trajectory/paper_ll_batch_median", "spearman")
     }
     assert (pets_runs / "reference" / "fig3.png").stat().st_size > 10_000
+    # its W&B run: named after its folder, its whole config and its figure logged
+    from objmm.experiments.framework.config import wandb_run_id
+
+    (run,) = (pets_runs / "runs" / "wandb").glob(f"offline-run-*-{wandb_run_id('population', pets_runs / 'reference')}")
+    log = next(run.glob("run-*.wandb")).read_bytes()
+    assert b"reference" in log and b"bootstrap" in log and b"population/fig3" in log
 
 
 def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path, objmm_in):
