@@ -183,3 +183,15 @@ def test_a_fit_checkpoint_is_a_model_file_and_its_reward_episodes_follow_seed_ev
     callback = EpisodeRewardCallback(episodes=2, cem=CEMConfig(horizon=5, population=16, elites=4, iterations=2))
     assert callback.evaluate(module, 0, seed=3).mean() == pytest.approx(logged, rel=1e-9)
     assert callback.evaluate(module, 0, seed=0).mean() != pytest.approx(logged, rel=1e-6)
+
+
+def test_a_checkpoint_of_another_model_is_refused_not_trained(in_tmp, error_of):
+    fit("--trainer.max_epochs", "1")
+    (checkpoint,) = Path("runs/objmm-tests").glob("*/checkpoints/*.ckpt")
+    runs = sorted(Path("runs/wandb").glob("offline-run-*"))
+    err = error_of("fit", "--config", TINY, "--model.width", "64", "--ckpt_path", str(checkpoint))
+    assert err == (
+        f"objmm: error: --ckpt_path {checkpoint} holds a model with model.width = 32, but the config's is 64; "
+        "resume a fit with its own config"
+    )
+    assert sorted(Path("runs/wandb").glob("offline-run-*")) == runs  # no W&B run opened for it

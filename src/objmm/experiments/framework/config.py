@@ -150,6 +150,23 @@ class ObjmmCLI(LightningCLI):
         elif self.command and self.run_dir:
             name_wandb_run(config, self.command, config[self.run_dir])
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI puts a `--ckpt_path` checkpoint's model settings over the config's; a
+        checkpoint of another model would silently train that one (and under the other run's W&B
+        id). Refuse it in one line, naming the first setting that differs. (Overrides a private
+        LightningCLI method: the only place where both the config's and the checkpoint's are seen.)"""
+        given = self.config[self.config.subcommand].get("model") if self.config.get("subcommand") else None
+        before = dict(given) if given is not None else {}
+        super()._parse_ckpt_path()
+        after = self.config[self.config.subcommand].get("model") if before else None
+        for key in ("env_id", "members", "width", "depth", "probabilistic") if after is not None else ():
+            if key in before and before[key] != after[key]:
+                ckpt = self.config[self.config.subcommand].get("ckpt_path")
+                raise ObjmmError(
+                    f"--ckpt_path {ckpt} holds a model with model.{key} = {after[key]}, but the config's is "
+                    f"{before[key]}; resume a fit with its own config"
+                )
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(EnvSpec, "env")
         for source, target in (
