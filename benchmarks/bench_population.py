@@ -31,7 +31,7 @@ FIG3_MODEL_STEPS = 1000 * 10 * 200
 def planner_for(models: list[DynamicsModel], episodes: int, cfg: CEMConfig, device: str) -> CEMPlanner:
     stacked = StackedDynamics(models).to(device)
     planner = CEMPlanner.for_dynamics(models[0].task, stacked.predict_next, cfg, device=device)
-    planner.common_noise(0, blocks=len(models))
+    planner.seed_noise(0, blocks=len(models))
     return planner
 
 

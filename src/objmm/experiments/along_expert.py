@@ -3,7 +3,7 @@ and each model's one-step prediction there (the paper's Fig. 6 and Appendix E).
 
 K models and all T states go through the planner in one call: rows are K blocks of T states, one
 block per model (`StackedDynamics`), and every model's planner meets the same samples
-(`CEMPlanner.common_noise`), so two models' plans differ only because the models differ.
+(`CEMPlanner.seed_noise`), so two models' plans differ only because the models differ.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def along_expert(
     obs = trajectory.data["obs"].to(device)
     action = trajectory.data["action"].to(device)
     planner = CEMPlanner.for_dynamics(task, stacked.predict_next, cem, env_kwargs, device)
-    planner.common_noise(derive_seed(seed, "along-expert"), blocks=k)
+    planner.seed_noise(derive_seed(seed, "along-expert"), blocks=k)
     actions = planner.plan(obs.repeat(k, 1)).view(k, len(obs), -1)
     predicted = stacked.predict_next(obs.repeat(k, 1), action.repeat(k, 1)).view(k, len(obs), -1)
     return {

@@ -16,8 +16,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from objmm.atomic import write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
 from objmm.envs import EnvSpec, get_task
@@ -125,7 +123,7 @@ def expert(
                 f"(best {max(rewards, default=float('nan')):.1f}), {len(kept or [])} of {size} transitions, "
                 f"and max_episodes is {max_episodes}; raise max_episodes (the same command goes on) or cem.population"
             )
-        torch.manual_seed(derive_seed(seed, "planner", tried))  # each batch's own: a resumed run is the same
+        planner.seed_noise(derive_seed(seed, "planner", tried))  # each batch's own: a resumed run is the same
         record = collect_episodes(
             env.id,
             planner,

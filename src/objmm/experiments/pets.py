@@ -90,9 +90,10 @@ class PETSRun(ExperimentRun):
         return f"resume with: objmm pets --resume {self.run_dir}"
 
     # ----------------------------------------------------------------- pieces of a trial
-    def new_module(self) -> DynamicsModule:
+    def new_module(self, trial: int) -> DynamicsModule:
+        """A fresh copy of the template, its weights drawn from the trial's own seed."""
         module = copy.deepcopy(self.template)
-        module.model.reset_parameters()
+        module.model.reset_parameters(torch.Generator().manual_seed(derive_seed(self.seed, "model", trial)))
         return module
 
     def fit(self, module: DynamicsModule, dataset: TransitionDataset, epochs: int, trial: int) -> TransitionDataModule:
@@ -122,6 +123,7 @@ class PETSRun(ExperimentRun):
         planner = CEMPlanner.for_dynamics(
             self.task, model.predict_next, self.settings.cem, self.env["kwargs"], self.device
         )
+        planner.seed_noise(derive_seed(self.seed, "planner", trial))
         record = collect_episodes(
             self.env["id"],
             planner,
@@ -191,14 +193,13 @@ class PETSRun(ExperimentRun):
         newest = self.newest_episode(dataset)  # what a resumed run's last model has not seen
         for trial in range(state["finished_trials"], trials):
             start = time.perf_counter()
-            # the trial's random state (model initialisation, then the planner's samples) from its own
-            # seed: a resumed run repeats an uninterrupted one, in full and incremental training alike
-            torch.manual_seed(derive_seed(self.seed, "model", trial))
+            # the trial's model initialisation, bootstrap and planner samples each come from a seed of
+            # the trial's own: a resumed run repeats an uninterrupted one, in full and incremental training
             metrics: dict[str, float] = {"trial": trial}
             if self.module is not None:  # how well the last model predicts the data it has not seen
                 metrics.update(self.metrics("new_data", newest))
             if self.module is None or self.settings.training == "full":
-                self.module, epochs = self.new_module(), self.cli.trainer.max_epochs
+                self.module, epochs = self.new_module(trial), self.cli.trainer.max_epochs
             else:
                 epochs = self.settings.incremental_epochs
             print(f"trial {trial + 1}/{trials}: training on {len(dataset)} rows for {epochs} epochs", flush=True)

@@ -38,7 +38,7 @@ def stacked_rewards(modules, evaluation: Evaluation, env: dict, seed: int, devic
     task = get_task(env["id"])
     stacked = StackedDynamics([m.model for m in modules]).to(device)
     planner = CEMPlanner.for_dynamics(task, stacked.predict_next, evaluation.cem, env["kwargs"], device)
-    planner.common_noise(derive_seed(seed, "population-plan"), blocks=k)
+    planner.seed_noise(derive_seed(seed, "population-plan"), blocks=k)
     starts = [derive_seed(seed, "population-episode", e) for _ in range(k) for e in range(episodes)]
     record = collect_episodes(
         env["id"],

@@ -111,8 +111,9 @@ def fit_model(
     hparams: dict, objective: dict, dataset: TransitionDataset, steps: int, batch_size: int, seed: int, device: str
 ) -> DynamicsModule:
     """A model trained with `objective` for `steps` gradient steps on 0.9 of `dataset`'s rows."""
-    torch.manual_seed(derive_seed(seed, "model"))  # every objective's model starts from the same weights
     module = DynamicsModule(**hparams, objective=build_objective(objective))
+    # every objective's model i starts from the same weights
+    module.model.reset_parameters(torch.Generator().manual_seed(derive_seed(seed, "model")))
     data = TransitionDataModule(hparams["env_id"], batch_size=batch_size, ensemble_size=hparams["members"], seed=seed)
     data = data.with_dataset(dataset)
     bare_trainer(max_epochs=-1, device=device, max_steps=steps).fit(module, datamodule=data)

@@ -37,9 +37,10 @@ class DynamicsModel(nn.Module):
         return self.net.probabilistic
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """A fresh, untrained model (PETS's full re-training starts every trial from here)."""
-        self.net.reset_parameters()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """A fresh, untrained model (PETS's full re-training starts every trial from here), its
+        weights drawn from `generator`."""
+        self.net.reset_parameters(generator)
         self.input_mean.zero_()
         self.input_std.fill_(1.0)
 

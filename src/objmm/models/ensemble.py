@@ -40,10 +40,11 @@ class EnsembleLinear(nn.Module):
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """PETS's initialisation: truncated normal with std 1 / (2 sqrt(fan_in)), zero bias."""
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PETS's initialisation: truncated normal with std 1 / (2 sqrt(fan_in)), zero bias (drawn from
+        `generator`, else torch's global one, as every torch module's own initialisation)."""
         std = 1.0 / (2.0 * math.sqrt(self.weight.shape[1]))
-        nn.init.trunc_normal_(self.weight, std=std, a=-2 * std, b=2 * std)
+        nn.init.trunc_normal_(self.weight, std=std, a=-2 * std, b=2 * std, generator=generator)
         self.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,9 +101,9 @@ class EnsembleMLP(nn.Module):
         return [*self.hidden, self.head]
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         for layer in self.layers:
-            layer.reset_parameters()
+            layer.reset_parameters(generator)
         if self.probabilistic:
             self.max_logvar.fill_(0.5)
             self.min_logvar.fill_(-10.0)

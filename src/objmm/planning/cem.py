@@ -49,8 +49,7 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("low", env.action_spec.space.low.clone())
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
-        self._noise_generator: torch.Generator | None = None
-        self._noise_blocks = 1
+        self.seed_noise(0)
 
     @classmethod
     def for_dynamics(
@@ -69,26 +68,24 @@ class CEMPlanner(MPCPlannerBase):
         """Forget the warm start (call at the start of each batch of episodes)."""
         self._mean = None
 
-    def common_noise(self, seed: int, blocks: int = 1) -> None:
-        """Draw the candidates from a random stream of this planner's own, seeded with `seed`, and give
-        each of `blocks` equal blocks of rows the same samples (the rows of K stacked models: block k
-        is model k's episodes). A model then plans exactly as it does alone, in a stack of any K, and
-        all models meet the same samples (common random numbers). One draw per CEM iteration,
-        whatever K. Without this, all rows draw from torch's global generator."""
+    def seed_noise(self, seed: int, blocks: int = 1) -> None:
+        """Draw the candidates from this planner's own random stream, (re)seeded with `seed` (0 when
+        made; torch's global generator is never used). With `blocks` > 1, each of that many equal
+        blocks of rows gets the same samples (the rows of K stacked models: block k is model k's
+        episodes): a model then plans exactly as it does alone, in a stack of any K, and all models
+        meet the same samples (common random numbers). One draw per CEM iteration, whatever K."""
         self._noise_generator = torch.Generator(self.low.device).manual_seed(int(seed))
         self._noise_blocks = blocks
 
     def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """Truncated standard normal candidates' noise [N, P, H, A], within 2 standard deviations."""
-        if self._noise_generator is None:
-            return torch.nn.init.trunc_normal_(torch.empty(shape, device=device), a=-2.0, b=2.0)
         if shape[0] % self._noise_blocks:
             raise ObjmmError(f"{shape[0]} rows do not split into {self._noise_blocks} equal blocks")
         block = (shape[0] // self._noise_blocks, *shape[1:])
         noise = torch.nn.init.trunc_normal_(
             torch.empty(block, device=device), a=-2.0, b=2.0, generator=self._noise_generator
         )
-        return noise.repeat(self._noise_blocks, *([1] * (len(shape) - 1)))
+        return noise if self._noise_blocks == 1 else noise.repeat(self._noise_blocks, *([1] * (len(shape) - 1)))
 
     def planning(self, tensordict: TensorDictBase) -> torch.Tensor:
         obs = tensordict["observation"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.loggers import WandbLogger
 from matplotlib.ticker import MaxNLocator
 
@@ -88,28 +87,26 @@ class EpisodeRewardCallback(L.Callback):
         model was made for (`env.kwargs`), unless this callback was given other env settings; `seed`:
         the run's (default: this callback's, else 0).
 
-        The planner's samples come from a seed of this epoch's own, on a forked random state: the
-        same model gives the same rewards in an uninterrupted and a resumed fit, and training's
+        The planner's samples come from its own stream, seeded for this epoch: the same model gives
+        the same rewards in an uninterrupted and a resumed fit, and training's
         random state is left as it was."""
         seed = (self.seed or 0) if seed is None else seed
         model = pl_module.model
         env_kwargs = {**pl_module.env_kwargs, **self.env_kwargs}
         planner = CEMPlanner.for_dynamics(model.task, model.predict_next, self.cem, env_kwargs, pl_module.device)
-        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        planner.seed_noise(derive_seed(seed, "planner", epoch))
         was_training = model.training
         model.eval()
         try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(derive_seed(seed, "planner", epoch))
-                record = collect_episodes(
-                    model.task.env_id,
-                    planner,
-                    self.episodes,
-                    seed=seed,
-                    device=pl_module.device,
-                    progress=episode_progress(f"epoch {epoch}: episode ") if self.progress else None,
-                    **env_kwargs,
-                )
+            record = collect_episodes(
+                model.task.env_id,
+                planner,
+                self.episodes,
+                seed=seed,
+                device=pl_module.device,
+                progress=episode_progress(f"epoch {epoch}: episode ") if self.progress else None,
+                **env_kwargs,
+            )
             return record.returns
         finally:
             model.train(was_training)
