@@ -104,7 +104,9 @@ class BabblingRun(ExperimentRun):
         run_pieces(run_one, todo, land, s.ray, describe=lambda i, args: f"babbling: run {args[0]}")
         sizes = {size: [self.table.pieces[name]["rewards"] for name, run_size, _ in self.runs if run_size == size]
                  for size in s.sizes}  # fmt: skip
-        figure = plot_babbling(sizes, self.out / FIGURE, f"PETS, {self.env['id']}: {len(s.seeds)} seeds a size")
+        figure = plot_babbling(
+            sizes, self.out / FIGURE, f"PETS, {self.env['id']}: {len(s.seeds)} seed{'s' * (len(s.seeds) > 1)} a size"
+        )
         super().log_config()
         self.publish(f"{len(self.runs)} runs", [self.table.path, figure], {"fig10": figure})
         return self.table.pieces
