@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from objmm.errors import ObjmmError
-from objmm.experiments import pets
+from objmm.experiments import pets, pets_sweep
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
-from objmm.experiments.pets_files import load_state
 from objmm.experiments.sweeps import parsed_config, with_wandb, write_config
 from objmm.plots import plt, save_figure_atomically
 
@@ -55,15 +54,9 @@ class BabblingSettings:
 
 
 def run_one(name: str, config: str, run_dir: str, trials: int) -> dict:
-    """One PETS run, started or gone on with (the same command again), and its rewards per trial."""
-    from objmm.experiments.framework import finish_wandb
-
-    try:
-        pets.main(["--config", config])
-    finally:
-        finish_wandb(exit_code=0)
-    history = load_state(Path(run_dir))["history"][:trials]
-    return {"name": name, "rewards": [h["reward/mean"] for h in history]}
+    """One PETS run, started, gone on with or skipped when done (as a pets-sweep's), and its rewards per trial."""
+    entry = pets_sweep.run_one(name, config, run_dir, trials)
+    return {"name": name, "rewards": entry["rewards"][:trials]}
 
 
 class BabblingRun(ExperimentRun):
