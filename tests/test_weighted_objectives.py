@@ -68,6 +68,33 @@ def test_distance_weighted_nll_equals_the_hand_computed_value(tmp_path, device):
     assert floored.weight(batch).tolist() == pytest.approx([2.0, 0.6])
 
 
+def test_the_linear_kernel_weighs_1_on_the_reference_and_0_at_the_edge_normalised_to_mean_1(tmp_path):
+    objective = DistanceWeighted(expert=str(expert_like(tmp_path / "expert")), kernel="linear")
+    objective.bind(TASK, {})
+    # rows at d* = 0 (on the reference), 1 and 2 (the farthest: the edge) from (0, 3, 0, 0, 0)
+    obs = torch.tensor([[0.0, 3.0, 0.0, 0.0], [0.0, 3.0, 1.0, 0.0], [0.0, 3.0, 0.0, 2.0]])
+    rows = TransitionDataset.from_tensors(CARTPOLE, obs, torch.zeros(3, 1), obs)
+    objective.on_fit_start(rows)
+    assert objective.edge == pytest.approx(2.0)
+    # raw weights 1, 0.5, 0 (mean 0.5): normalised 2, 1, 0; Kish's effective size 1.5^2 / (3 x 1.25)
+    assert objective.weight(rows.data).tolist() == pytest.approx([2.0, 1.0, 0.0], abs=1e-6)
+    assert objective.effective_fraction == pytest.approx(1.5**2 / (3 * 1.25))
+    # without normalisation, the raw weights; exp's weights normalised the same way
+    raw = DistanceWeighted(expert=objective.expert, kernel="linear", normalise=False)
+    raw.bind(TASK, {})
+    raw.on_fit_start(rows)
+    assert raw.weight(rows.data).tolist() == pytest.approx([1.0, 0.5, 0.0], abs=1e-6)
+    exp = DistanceWeighted(expert=objective.expert)
+    exp.bind(TASK, {})
+    exp.on_fit_start(rows)
+    expected = torch.tensor([1.0, math.exp(-1), math.exp(-2)])
+    assert exp.weight(rows.data).tolist() == pytest.approx((expected / expected.mean()).tolist(), rel=1e-5)
+    # a set whose every row weighs 0 cannot be normalised: one line that says so
+    far = TransitionDataset.from_tensors(CARTPOLE, obs[2:].repeat(2, 1), torch.zeros(2, 1), obs[2:].repeat(2, 1))
+    with pytest.raises(Exception, match="every one of the 2 rows trained on weighs 0"):
+        objective.on_fit_start(far)
+
+
 def test_reward_weighted_mse_equals_the_hand_computed_value(device):
     objective = RewardWeighted(floor=0.05, loss="mse")
     objective.bind(TASK, {})

@@ -1,5 +1,12 @@
-"""How strongly two measurements of a population go together: Pearson's and Spearman's rho with a
-bootstrap confidence interval, both from scipy.stats (Fig. 3's rho per panel, with its uncertainty)."""
+"""Intervals a reader can trust: Pearson's and Spearman's rho with a bootstrap interval (Fig. 3's rho
+per panel), and the mean of paired differences with one (Fig. 8's cells), both optionally clustered.
+
+Clustered: models of one PETS run (or trained on one dataset) are not independent draws, so
+resampling models alone gives intervals that are too narrow. With `clusters`, a resample draws
+whole clusters with replacement (the runs, the datasets) and keeps all their points: the
+cluster bootstrap (Cameron, Gelbach & Miller 2008; Field & Welsh 2007). scipy.stats.bootstrap
+resamples observations only, hence the few lines here.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +67,59 @@ def correlation(
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(result.bootstrap_distribution, [tail, 100 - tail])
     return Correlation(method, float(rho(x, y)), float(low), float(high), int(len(x)))
+
+
+def cluster_resamples(clusters, resamples: int, seed: int) -> list[np.ndarray]:
+    """Row indices of `resamples` cluster-bootstrap resamples: each draws as many clusters as there
+    are, with replacement, and takes every row of each."""
+    clusters = np.asarray(clusters)
+    names, which = np.unique(clusters, return_inverse=True)
+    members = [np.flatnonzero(which == k) for k in range(len(names))]
+    rng = np.random.default_rng(seed)
+    return [np.concatenate([members[k] for k in rng.integers(0, len(names), len(names))]) for _ in range(resamples)]
+
+
+def clustered_correlation(
+    x, y, clusters, method: Method = "pearson", resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Correlation:
+    """rho of the finite (x, y) pairs and its percentile interval over cluster-bootstrap resamples
+    (`clusters`: one label per pair, e.g. the PETS run a model comes from)."""
+    x, y, clusters = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(clusters)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y, clusters = x[keep], y[keep], clusters[keep]
+    rho = _rho(method)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Correlation(method, float("nan"), float("nan"), float("nan"), int(len(x)))
+    with warnings.catch_warnings():  # constant resamples: their rho is NaN, and left out below
+        warnings.simplefilter("ignore")
+        found = [rho(x[rows], y[rows]) for rows in cluster_resamples(clusters, resamples, seed)]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(np.asarray(found, dtype=float), [tail, 100 - tail])
+    return Correlation(method, float(rho(x, y)), float(low), float(high), int(len(x)))
+
+
+@dataclass(frozen=True)
+class Difference:
+    mean: float  # the mean of the paired differences
+    low: float  # its bootstrap interval, at `confidence`
+    high: float
+    n: int  # pairs
+    clusters: int
+
+
+def paired_difference(
+    a, b, clusters=None, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> Difference:
+    """The mean of a - b over pairs (two methods on the same seeds, data and episodes) and its
+    percentile interval over (cluster-)bootstrap resamples of the pairs."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    clusters = np.arange(len(diff)) if clusters is None else np.asarray(clusters)
+    if len(diff) < 2:
+        return Difference(float(diff.mean()) if len(diff) else float("nan"), float("nan"), float("nan"), len(diff), 1)
+    means = [diff[rows].mean() for rows in cluster_resamples(clusters, resamples, seed)]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Difference(float(diff.mean()), float(low), float(high), int(len(diff)), int(len(np.unique(clusters))))
 
 
 def describe_correlations(found: list[dict]) -> list[str]:

@@ -1,5 +1,13 @@
-"""The paper's re-weighted loss (Sec. 5, Eq. 2): each row's loss times omega = c exp(-d*), d* the row's
-distance to a reference trajectory (`objmm.data.distance`), optionally at least `floor`.
+"""The paper's re-weighted loss (Sec. 5): each row's loss times a weight omega that falls with d*, the
+row's distance to a reference trajectory (`objmm.data.distance`), optionally at least `floor`, the
+weights normalised to mean 1 over the rows trained on (`objectives/weighted.py`).
+
+Two kernels. `exp`: omega = c exp(-d*), the paper's Eq. 2 (Fig. 9's formula). `linear`: omega =
+c (1 - d* / d_edge), d_edge the largest d* among the rows trained on, the paper's text: "points in
+the optimal trajectory get a weight omega = 1, and points at the edge of the grid dataset get a
+weight omega = 0" ("multiple monotonic functions from 0 to 1 had similar results"). In raw units
+exp(-d*) is never near 0 on a set drawn within eps 0.28 of the trajectory (omega in [0.76, 1]: no
+re-weighting at all) and is mostly 0.1-0.3 at eps 2.09; `linear` spans 1 to 0 on every set.
 
     model:
       objective:
@@ -24,22 +32,7 @@ from objmm.data.distance import min_distance
 from objmm.data.sources import load_expert
 from objmm.envs import Task
 from objmm.errors import ObjmmError
-from objmm.models.ensemble import Prediction
-from objmm.objectives.base import Objective
-from objmm.objectives.mse import squared_error
-from objmm.objectives.nll import gaussian_nll
-
-
-def base_loss(loss: str, prediction: Prediction, target: torch.Tensor) -> torch.Tensor:
-    """The unweighted loss per member and row: `nll` (P, PE) or `mse` (D, DE)."""
-    if loss == "nll":
-        return gaussian_nll(prediction.mean, prediction.logvar, target)
-    return squared_error(prediction.mean, target)
-
-
-def check_loss(loss: str) -> None:
-    if loss not in ("nll", "mse"):
-        raise ObjmmError(f"the weighted objective's loss must be 'nll' or 'mse', got {loss!r}")
+from objmm.objectives.weighted import Loss, WeightedObjective
 
 
 def trajectory_rewards(
@@ -51,9 +44,7 @@ def trajectory_rewards(
     return rows, torch.stack([reward[r].sum() for r in rows])
 
 
-class DistanceWeighted(Objective):
-    needs_variance = True
-
+class DistanceWeighted(WeightedObjective):
     def __init__(
         self,
         expert: str | None = None,
@@ -61,7 +52,9 @@ class DistanceWeighted(Objective):
         c: float = 1.0,
         scale: list[float] | None = None,
         floor: float = 0.0,
-        loss: Literal["nll", "mse"] = "nll",
+        loss: Loss = "nll",
+        kernel: Literal["exp", "linear"] = "exp",
+        normalise: bool = True,
     ):
         """
         Args:
@@ -75,16 +68,22 @@ class DistanceWeighted(Objective):
             floor: the smallest weight (the paper: 0). Above 0, rows far from the reference still count a
                 little, which keeps the model usable where the controller strays (online re-weighting).
             loss: the weighted loss, `nll` (probabilistic models) or `mse` (deterministic ones).
+            kernel: `exp` (c exp(-d*), Eq. 2) or `linear` (c (1 - d*/d_edge): 1 on the reference, 0 at
+                the farthest row trained on).
+            normalise: divide the weights by their mean over the rows trained on.
         """
-        check_loss(loss)
+        super().__init__(loss, normalise)
         if trajectories < 1 or not c > 0 or not 0 <= floor <= c:
             raise ObjmmError(
                 f"DistanceWeighted needs trajectories >= 1, c > 0 and 0 <= floor <= c, got {trajectories}, {c}, {floor}"
             )
-        self.expert, self.trajectories, self.c, self.scale, self.loss = expert, trajectories, c, scale, loss
-        self.floor = floor
-        self.needs_variance = loss == "nll"
+        if kernel not in ("exp", "linear"):
+            raise ObjmmError(f"DistanceWeighted.kernel must be 'exp' or 'linear', got {kernel!r}")
+        self.expert, self.trajectories, self.c, self.scale = expert, trajectories, c, scale
+        self.floor, self.kernel = floor, kernel
         self.name = f"distance_weighted_{loss}"
+        #: linear: the d* that weighs 0, the largest among the rows of the last fit
+        self.edge: float | None = None
         self.task: Task | None = None
         self.env_kwargs: dict = {}
         self.reference: torch.Tensor | None = None  # [R, O + A]
@@ -92,7 +91,10 @@ class DistanceWeighted(Objective):
         self.reference_rewards: list[float] = []
 
     def __repr__(self) -> str:
-        return f"DistanceWeighted(expert={self.expert!r}, trajectories={self.trajectories}, loss={self.loss!r})"
+        return (
+            f"DistanceWeighted(expert={self.expert!r}, trajectories={self.trajectories}, loss={self.loss!r}, "
+            f"kernel={self.kernel!r})"
+        )
 
     def bind(self, task: Task, env_kwargs: dict) -> None:
         self.task, self.env_kwargs = task, dict(env_kwargs)
@@ -114,8 +116,14 @@ class DistanceWeighted(Objective):
         self.reference_rewards = [float(r) for r in rewards]
 
     def on_fit_start(self, train_set: TransitionDataset) -> None:
-        if self.expert is not None:
-            return
+        if self.expert is None:
+            self.choose_reference(train_set)
+        if self.kernel == "linear":
+            self.edge = float(self.distances(train_set.data).max())
+        super().on_fit_start(train_set)
+
+    def choose_reference(self, train_set: TransitionDataset) -> None:
+        """Online: the best `trajectories` episodes of the rows trained on."""
         if not train_set.has_trajectories():
             raise ObjmmError(
                 "DistanceWeighted without an expert takes its reference from the training data's best "
@@ -125,15 +133,22 @@ class DistanceWeighted(Objective):
         best = rewards.argsort(descending=True)[: self.trajectories]
         self.set_reference(train_set, [trajectories[i] for i in best], rewards[best])
 
-    def weight(self, batch: TensorDictBase) -> torch.Tensor:
-        """omega = max(floor, c exp(-d*)) of every row of the batch: [...] for obs [..., O]."""
+    def distances(self, batch: TensorDictBase) -> torch.Tensor:
+        """d* of every row of the batch to the reference: [...] for obs [..., O]."""
         if self.reference is None:
             raise ObjmmError("DistanceWeighted has no reference yet: it is set when the model is built (expert) or fit")
         rows = torch.cat([batch["obs"], batch["action"]], dim=-1)
         if self.reference.device != rows.device:
             self.reference = self.reference.to(rows.device)
-        weight = self.c * torch.exp(-min_distance(rows, self.reference, self.task.periodic_dims, self.scale))
-        return weight.clamp_min(self.floor) if self.floor else weight
+        return min_distance(rows, self.reference, self.task.periodic_dims, self.scale)
 
-    def __call__(self, prediction: Prediction, target: torch.Tensor, batch: TensorDictBase) -> torch.Tensor:
-        return base_loss(self.loss, prediction, target) * self.weight(batch)
+    def raw_weight(self, batch: TensorDictBase) -> torch.Tensor:
+        """omega = max(floor, c exp(-d*)) or max(floor, c (1 - d*/d_edge)) of every row of the batch."""
+        d = self.distances(batch)
+        if self.kernel == "exp":
+            weight = self.c * torch.exp(-d)
+        elif self.edge is None:
+            raise ObjmmError("DistanceWeighted(kernel='linear') has no d_edge yet: it is set when the model is fit")
+        else:
+            weight = self.c * (1 - d / self.edge).clamp_min(0) if self.edge > 0 else torch.full_like(d, self.c)
+        return weight.clamp_min(self.floor) if self.floor else weight
