@@ -102,6 +102,12 @@ def test_on_policy_is_the_runs_training_split_cut_at_an_episode_boundary(in_tmp,
     whole = run.data[:90]
     kept = {tuple(row.tolist()) for row in on_policy.data["obs"]}
     assert len(kept) == 81 and kept < {tuple(row.tolist()) for row in whole["obs"]}
+    # --part held_out: the other 3 rows of each episode, which no model of the run trained on
+    main(
+        ["data", "on-policy", "--run", "r", "--min_reward", "-1", "--trials", "1", "--part", "held_out", "--out", "ho"]
+    )
+    rest = {tuple(row.tolist()) for row in TransitionDataset.load("ho").data["obs"]}
+    assert len(rest) == 9 and not rest & kept and rest | kept == {tuple(row.tolist()) for row in whole["obs"]}
 
 
 def test_half_cheetah_dataset_given_to_a_cartpole_model(in_tmp, capsys, error_of):

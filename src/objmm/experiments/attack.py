@@ -62,13 +62,16 @@ class AttackSettings:
             surrogate of the planner's choice; `attack_gradient.py`).
         generations: CMA-ES generations (or rounds of `gradient.steps` steps).
         popsize: candidates per generation (default: cma's 4 + 3 ln n).
-        sigma: CMA-ES's initial step, in the units of the head's weights.
+        sigma: CMA-ES's initial step for the head's mean columns, in the units of the head's weights.
+        logvar_sigma: the initial step for its log-variance columns (default: `sigma` times the ratio
+            of the two groups' weight standard deviations, the same step relative to each group).
         episodes: real episodes per candidate (the paper: 5).
         stack: candidates per batched network (K).
         episode_steps: steps per episode (default: the task's).
         cem: the planner (Table 1: cartpole 25/400/40/5).
-        penalty: the fitness of a candidate below the LL bound, times (1 + the LL it lost): larger
-            than any reward.
+        penalty: reward per unit of LL below the bound, added to a candidate's fitness (the soft
+            bound; 1e6 ranks every candidate below the bound by its LL alone).
+        report_ll: name -> dataset: LLs reported for the start and the attacked model (not the bound).
         gradient: the first-order search's settings (with `method: gradient`).
         out: where the state, the attacked model and the figures go.
     """
@@ -80,11 +83,13 @@ class AttackSettings:
     generations: int = 30
     popsize: int | None = None
     sigma: float = 0.01
+    logvar_sigma: float | None = None
     episodes: int = 5
     stack: int = 8
     episode_steps: int | None = None
     cem: CEMConfig = field(default_factory=CEMConfig)
-    penalty: float = 1e6
+    penalty: float = 100.0
+    report_ll: dict[str, str] = field(default_factory=dict)
     gradient: GradientSettings = field(default_factory=GradientSettings)
     out: str = "runs/attack"
 
@@ -101,8 +106,11 @@ class AttackSettings:
             raise ObjmmError("attack.model is empty; name a saved model (trial_NN.pt) or a PETS run directory")
         if not self.validation:
             raise ObjmmError("attack.validation is empty; name the dataset whose LL must not fall (on-policy data)")
-        if not self.sigma > 0 or not self.penalty > 0:
-            raise ObjmmError(f"attack.sigma and attack.penalty must be positive, got {self.sigma} and {self.penalty}")
+        if not self.sigma > 0 or not self.penalty > 0 or not (self.logvar_sigma is None or self.logvar_sigma > 0):
+            raise ObjmmError(
+                "attack.sigma, attack.logvar_sigma and attack.penalty must be positive, "
+                f"got {self.sigma}, {self.logvar_sigma} and {self.penalty}"
+            )
 
 
 class AttackRun(ExperimentRun):
@@ -120,9 +128,15 @@ class AttackRun(ExperimentRun):
                 "to keep; attack a P or PE model"
             )
         self.validation = load_source(s.validation, self.env["id"], seed=self.seed, **self.env["kwargs"])
+        self.reported = {
+            name: load_source(source, self.env["id"], seed=self.seed, **self.env["kwargs"])
+            for name, source in s.report_ll.items()
+        }
         # read now, so that a bad expert is named before the search, not after it
         self.trajectory = expert_trajectory(s.expert, self.env["id"], "attack.expert") if s.expert else None
         self.module, self.head = module.eval(), Head(module)
+        mean_std, logvar_std = self.head.group_stds()
+        self.logvar_sigma = s.logvar_sigma or s.sigma * logvar_std / mean_std
         self.results = ResultsFile(
             self.out / STATE, self.plain_settings(), "history", "generation", "attack.out", "attack.generations"
         )
@@ -139,16 +153,22 @@ class AttackRun(ExperimentRun):
             "seed": self.seed,
             "popsize": s.popsize,
             "sigma": s.sigma,
+            "logvar_sigma": self.logvar_sigma,
             "episodes": s.episodes,
             "episode_steps": s.episode_steps,
             "cem": asdict(s.cem),
             "penalty": s.penalty,
+            "report_ll": s.report_ll,
         }
 
     # ----------------------------------------------------------------- a candidate's LL and reward
-    def ll(self, module) -> float:
-        metrics = dataset_metrics(module.model, self.validation, None, "random", 4096, self.seed)
+    def ll(self, module, dataset=None) -> float:
+        dataset = self.validation if dataset is None else dataset
+        metrics = dataset_metrics(module.model, dataset, None, "random", 4096, self.seed)
         return float(metrics["paper_ll"])
+
+    def reported_lls(self, module) -> dict[str, float]:
+        return {name: self.ll(module, dataset) for name, dataset in self.reported.items()}
 
     def rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
         """Mean real reward of each model, on the same episodes and planner samples (`episodes` names
@@ -170,10 +190,12 @@ class AttackRun(ExperimentRun):
             reward = float(self.rewards([self.module], "  start model: ")[0])
             print(f"attack: start model: reward {reward:.1f}, LL {ll:.4f} (the bound)", flush=True)
             best = {"theta": theta, "reward": reward, "ll": ll, "generation": 0}
-            state = {"settings": self.results.settings, "start": {"reward": reward, "ll": ll}, "best": best}
-            state["history"] = []
+            start = {"reward": reward, "ll": ll, "report_ll": self.reported_lls(self.module)}
+            state = {"settings": self.results.settings, "start": start, "best": best, "history": []}
             if self.settings.method == "cma":
-                state["es"] = new_cma(theta, self.settings.sigma, self.settings.popsize, derive_seed(self.seed, "cma"))
+                s = self.settings
+                stds = np.where(self.head.logvar_columns(), self.logvar_sigma / s.sigma, 1.0)
+                state["es"] = new_cma(theta, s.sigma, s.popsize, derive_seed(self.seed, "cma"), stds)
         if self.settings.method == "gradient":
             s = self.settings
             self.search = GradientSearch(
@@ -234,8 +256,9 @@ class AttackRun(ExperimentRun):
             [h["member_ll"] for h in path],
             [h["member_reward"] for h in path],
             (start["ll"], start["reward"]),
+            (best["ll"], best["reward"]),
             start["ll"],
-            title=f"{who}: reward {start['reward']:.0f} -> {best['reward']:.0f}",
+            title=f"{who}: reward {start['reward']:.1f} -> {best['reward']:.1f} (the attacked model)",
         )
         figures = [save_figure_atomically(figure, self.out / "fig7.png")]
         if self.trajectory is not None:
@@ -255,12 +278,16 @@ class AttackRun(ExperimentRun):
         # the search saw the same episodes every generation; fresh ones say whether the drop holds
         fresh = self.rewards([self.module, attacked], "  check on fresh episodes: ", "attack-check")
         state["fresh_episodes"] = {"start_reward": float(fresh[0]), "attacked_reward": float(fresh[1])}
+        state["best"]["report_ll"] = self.reported_lls(attacked)
         summary = self.summary(state)
         atomic.write_json(self.out / SUMMARY, summary)
+        reported = "".join(
+            f"; LL on {name} {start['report_ll'][name]:.4f} -> {ll:.4f}" for name, ll in best["report_ll"].items()
+        )
         self.publish(
             f"reward {start['reward']:.1f} -> {best['reward']:.1f} ({100 * summary['reward_drop']:.0f}% lower) "
             f"at LL {best['ll']:.4f} (start {start['ll']:.4f}), generation {best['generation']}; on fresh episodes "
-            f"{fresh[0]:.1f} -> {fresh[1]:.1f}",
+            f"{fresh[0]:.1f} -> {fresh[1]:.1f}{reported}",
             [self.out / "attacked.pt", self.out / SUMMARY, *figures],
             {p.stem: p for p in figures},
         )
@@ -272,22 +299,23 @@ def attack_path_figure(
     lls: Sequence[float],
     rewards: Sequence[float],
     start: tuple[float, float],
+    attacked: tuple[float, float],
     bound: float,
     title="",
 ):
     """Fig. 7: the best member of each CMA-ES generation (of those with a member within the bound)
-    in LL-reward space, from the start model to the end, the generation as colour; the LL bound the
-    attack may not cross as a dashed line."""
+    in LL-reward space, from the start model on, the generation as colour; the attacked model (the
+    best within the bound) marked; the LL bound the attack may not cross as a dashed line."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot([start[0], *lls], [start[1], *rewards], color="grey", lw=0.8, zorder=1)
     points = ax.scatter(lls, rewards, c=generations, cmap="viridis", s=22, zorder=2)
     ax.scatter([start[0]], [start[1]], marker="*", s=140, color="tab:red", zorder=3, label="start")
-    if len(lls):
-        ax.scatter([lls[-1]], [rewards[-1]], marker="X", s=90, color="black", zorder=3, label="end")
+    if attacked != start:
+        ax.scatter([attacked[0]], [attacked[1]], marker="X", s=90, color="black", zorder=3, label="attacked model")
     ax.axvline(bound, ls="--", color="tab:red", lw=0.8, label="LL bound (the start's)")
     fig.colorbar(points, ax=ax, label="generation")
-    ax.set_xlabel("LL (paper's convention) on the validation set")
-    ax.set_ylabel("mean episode reward")
+    ax.set_xlabel("LL (paper's convention) on the validation set (higher: likelier)")
+    ax.set_ylabel("mean episode reward (the attack lowers it)")
     ax.legend(fontsize="small")
     if title:
         ax.set_title(title, fontsize="small")

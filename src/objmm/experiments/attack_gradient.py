@@ -17,10 +17,11 @@ head inputs' second moment over the validation rows, weighted by the start model
 There a unit step costs about the same LL in every direction, so a step may go far in directions
 the data never sees (103 of the 201 eigenvalues of the cartpole P model's head are below 1e-6 of the
 largest) and not at all in those it pins. The log-variance columns only raise the LL: every step,
-a few Adam steps on the validation NLL alone. When the LL falls below `bound + margin`, the step
-climbs the LL instead of the surrogate. Each generation is `steps` steps; its candidate is the
-head after them, raised above the bound if it is not, and `objmm attack` keeps it only if its LL,
-measured as for every CMA-ES candidate, is at or above the bound.
+a few Adam steps on the validation NLL alone (unless `refit_logvar: false`, which leaves them as
+they were: the search then spends only the LL the mean columns can win back). When the LL falls
+below `bound + margin`, the step climbs the LL instead of the surrogate. Each generation is `steps`
+steps; its candidate is the head after them, raised above the bound if it is not, and `objmm
+attack` keeps it only if its LL, measured as for every CMA-ES candidate, is at or above the bound.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class GradientSettings:
         temperature: of the softmax over predicted returns that stands in for the planner's choice.
         margin: the search keeps the LL this far above the bound.
         floor: the whitening's curvature floor, relative to each column's largest eigenvalue.
+        refit_logvar: the log-variance columns climb the LL every step (False: they stay the start
+            model's, and the search has only the mean columns and the LL the bound leaves it).
     """
 
     steps: int = 40
@@ -69,6 +72,7 @@ class GradientSettings:
     temperature: float = 1.0
     margin: float = 0.01
     floor: float = 1e-4
+    refit_logvar: bool = True
 
     def __post_init__(self):
         require_at_least_one("attack.gradient", steps=self.steps, states=self.states, sequences=self.sequences)
@@ -166,7 +170,7 @@ class GradientSearch:
     def step(self, climb_only: bool = False) -> float:
         """One step: the log-variance columns on the LL, then U on the surrogate (or on the LL when
         it is within `margin` of the bound). Returns the surrogate before the step (nan if it climbed)."""
-        for _ in range(VARIANCE_STEPS):
+        for _ in range(VARIANCE_STEPS if self.settings.refit_logvar else 0):
             self.logvar_opt.zero_grad()
             (-self.ll(*self.mean_head_detached(), self.logvar_weight, self.logvar_bias)).backward()
             self.logvar_opt.step()

@@ -15,6 +15,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 from objmm.atomic import write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
@@ -163,8 +164,14 @@ def expert(
     return path
 
 
-def on_policy(run: str, trials: int | None = None, min_reward: float | None = None, out: str | None = None) -> Path:
-    """The 0.9 training split of a PETS run's dataset after `trials` trials (Table 2).
+def on_policy(
+    run: str,
+    trials: int | None = None,
+    min_reward: float | None = None,
+    part: Literal["train", "held_out"] = "train",
+    out: str | None = None,
+) -> Path:
+    """The 0.9 training split of a PETS run's dataset after `trials` trials (Table 2), or its held-out rest.
 
     The whole dataset up to the end of trial `trials`' episode, the initial rollout included (cut at
     an episode boundary), split as the run itself split it for training: inside every episode the
@@ -175,6 +182,8 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
         run: a PETS run directory that solved the task (a trial within the first `trials` beat the bar).
         trials: how many trials' episodes to take (default: 20 cartpole, 100 half cheetah).
         min_reward: the bar (default: the expert bar, cartpole 179, half cheetah 10000).
+        part: `train` (Table 2's set: the rows the run trained on) or `held_out` (the other 10%, rows
+            no model of the run trained on: a validation set for the run's own models).
     """
     from objmm.experiments.pets_files import load_config, load_state
 
@@ -196,7 +205,9 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
         raise ObjmmError(f"the pets run {run} never solved {env} in {trials} trials: best reward {best:.1f} < {bar}")
     whole = dataset.head(history[-1]["rows"])
     seed = seed_of(config["seed_everything"])
-    rows, _ = whole.split(config["data"]["train_fraction"], seed=seed, by="rows")
+    fraction = config["data"]["train_fraction"]
+    train, held_out = whole.split(fraction, seed=seed, by="rows")
+    rows = train if part == "train" else held_out
     rows.metadata = {
         "env_id": env,
         "source": "on-policy",
@@ -204,9 +215,11 @@ def on_policy(run: str, trials: int | None = None, min_reward: float | None = No
         "trials": trials,
         "episodes": whole.episodes,
         "best_reward": best,
-        "split": f"the run's {config['data']['train_fraction']} training split (seed {seed}, by rows)",
+        "split": f"the run's {fraction} training split (seed {seed}, by rows)"
+        if part == "train"
+        else f"the {1 - fraction:.2g} the run held out of its {fraction} training split (seed {seed}, by rows)",
     }
-    return _save(rows, out, "on-policy")
+    return _save(rows, out, "on-policy" if part == "train" else "on-policy_held-out")
 
 
 COMMANDS = {"grid": grid, "sampled": sampled, "babbling": babbling, "expert": expert, "on-policy": on_policy}

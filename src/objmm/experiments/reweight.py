@@ -2,13 +2,22 @@
 
     objmm reweight --config configs/reweight/cartpole.yaml
 
-For every cell of a grid of training-set sizes S and distance bounds eps: S rows drawn at random
-from a pool of uniform (state, action) tuples (the paper: 25e6) among those within eps of the
-expert trajectory (d*, `objmm.data.distance`), each stepped once in the simulator. On that set one
-model is trained per objective (`objectives`: e.g. the plain NLL, the distance re-weighted NLL of
-Sec. 5 and the reward re-weighted NLL of App. D), all from the same initial weights, for the same
-number of gradient steps; then every model of the cell runs `episodes` real MPC episodes (the paper:
-100), all of them in one batched network, on the same episode starts and planner samples.
+For every cell of a grid of training-set sizes S and distance bounds eps: `datasets` sets of S rows,
+each drawn at random from a pool of uniform (state, action) tuples (the paper: 25e6) among those
+within eps of the expert trajectory (d*, `objmm.data.distance`), each row stepped once in the
+simulator. On every set `models` models are trained per objective (`objectives`: e.g. the plain
+NLL, the distance re-weighted NLL of Sec. 5 and the reward re-weighted NLL of App. D) for `epochs`
+epochs (Table 1: 100 at batch 16, so a small set gets few steps, as in the paper); model i of every
+objective starts from the same initial weights. Then every model of the cell runs `episodes` real
+MPC episodes, all of them in one batched network, on the same episode starts and planner samples.
+
+The paper's other version: 5 sets x 5 models a cell, 25 episodes ("Mean reward of PETS trials":
+MPC episodes planned with the cell's fixed models; PETS's online loop would retrain them on its own
+episodes and no longer measure the (S, eps) set). The design is paired: an objective's model and the
+baseline's share their set, initial weights and episodes, so their difference is measured per pair,
+and its interval comes from a bootstrap that resamples the sets (the clusters) and their pairs
+(`objmm.stats.paired_difference`). Each weighted objective's effective sample size (Kish's, over the
+rows trained on) says whether its weights vary at all in that cell.
 
 `reweight.json` in `out` holds each finished cell, rewritten atomically after each one: a killed
 run goes on from the cells it has. The pool's d* are kept in `pool_distances.pt`. At the end
@@ -35,6 +44,7 @@ from objmm.objectives import DistanceWeighted, build_objective
 from objmm.planning import CEMConfig
 from objmm.plots import plt, save_figure_atomically
 from objmm.seeding import derive_seed
+from objmm.stats import paired_difference
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.saved_models import module_settings
 from objmm.training.trainer import bare_trainer
@@ -55,8 +65,11 @@ class ReweightSettings:
         pool: uniform tuples the sets are drawn from (the paper: 25e6).
         objectives: name -> objective (`class_path`, `init_args`), one model each per cell.
         baseline: the objective the others are compared with (fig8.png's difference panels).
-        train_steps: gradient steps of every model (the same for every S, so small sets are not undertrained).
-        models: models per objective and cell, each from its own initial weights (the same for every
+        epochs: training epochs of every model (Table 1: 100; batch size: the `data:` section's).
+        train_steps: if set, a fixed number of gradient steps for every S instead of `epochs` (the
+            first version of this experiment: 2000).
+        datasets: sets drawn per cell (the paper's other version: 5).
+        models: models per objective and set, each from its own initial weights (the same for every
             objective): the spread between models is most of a cell's noise.
         episodes: real MPC episodes per model (the paper: 100).
         episode_steps: steps per episode (default: the task's).
@@ -71,7 +84,9 @@ class ReweightSettings:
     pool: int = 25_000_000
     objectives: dict[str, dict] = field(default_factory=lambda: {"nll": {"class_path": "objmm.objectives.GaussianNLL"}})
     baseline: str = "nll"
-    train_steps: int = 2000
+    epochs: int = 100
+    train_steps: int | None = None
+    datasets: int = 1
     models: int = 1
     episodes: int = 5
     episode_steps: int | None = None
@@ -83,7 +98,9 @@ class ReweightSettings:
         require_at_least_one(
             "reweight",
             pool=self.pool,
+            epochs=self.epochs,
             train_steps=self.train_steps,
+            datasets=self.datasets,
             models=self.models,
             episodes=self.episodes,
             episode_steps=self.episode_steps,
@@ -108,57 +125,79 @@ def cell_name(size: int, bound: float) -> str:
 
 
 def fit_model(
-    hparams: dict, objective: dict, dataset: TransitionDataset, steps: int, batch_size: int, seed: int, device: str
-) -> DynamicsModule:
-    """A model trained with `objective` for `steps` gradient steps on 0.9 of `dataset`'s rows."""
+    hparams: dict, objective: dict, dataset: TransitionDataset, s: ReweightSettings, batch_size: int, seed: int,
+    device: str,
+) -> DynamicsModule:  # fmt: skip
+    """A model trained with `objective` on 0.9 of `dataset`'s rows, for `s.epochs` epochs (or
+    `s.train_steps` steps)."""
     module = DynamicsModule(**hparams, objective=build_objective(objective))
     # every objective's model i starts from the same weights
     module.model.reset_parameters(torch.Generator().manual_seed(derive_seed(seed, "model")))
     data = TransitionDataModule(hparams["env_id"], batch_size=batch_size, ensemble_size=hparams["members"], seed=seed)
     data = data.with_dataset(dataset)
-    bare_trainer(max_epochs=-1, device=device, max_steps=steps).fit(module, datamodule=data)
+    if s.train_steps:
+        trainer = bare_trainer(max_epochs=-1, device=device, max_steps=s.train_steps)
+    else:
+        trainer = bare_trainer(max_epochs=s.epochs, device=device)
+    trainer.fit(module, datamodule=data)
     return module.to(device).eval()
 
 
 def evaluate_cell(
-    cell: dict, rows: dict, hparams: dict, s: ReweightSettings, batch_size: int, env: dict, seed: int, device: str
-) -> dict:
-    """Train `models` models per objective on the cell's rows (model i of every objective from the
-    same initial weights and bootstrap) and measure each one's real reward, all in one stack. Plain
-    data in and out, so that a Ray worker can run it."""
-    dataset = TransitionDataset.from_tensors(env["id"], **{k: torch.as_tensor(v) for k, v in rows.items()})
+    cell: dict, sets: list[dict], hparams: dict, s: ReweightSettings, batch_size: int, env: dict, seed: int,
+    device: str,
+) -> dict:  # fmt: skip
+    """Train `models` models per objective on each of the cell's sets (model i of every objective from
+    the same initial weights and bootstrap) and measure each one's real reward, all in one stack.
+    Plain data in and out, so that a Ray worker can run it."""
+    datasets = [
+        TransitionDataset.from_tensors(env["id"], **{k: torch.as_tensor(v) for k, v in rows.items()}) for rows in sets
+    ]
     t0 = time.perf_counter()
+    budget = f"{s.train_steps} steps" if s.train_steps else f"{s.epochs} epochs"
     print(
-        f"  cell {cell['name']}: training {s.models} x {len(s.objectives)} models "
-        f"({', '.join(s.objectives)}) for {s.train_steps} steps on {len(dataset)} rows",
+        f"  cell {cell['name']}: training {len(datasets)} sets x {s.models} x {len(s.objectives)} models "
+        f"({', '.join(s.objectives)}) for {budget} on {len(datasets[0])} rows each",
         flush=True,
     )
-    k = s.models
-    modules = [
-        fit_model(
-            hparams,
-            spec,
-            dataset,
-            s.train_steps,
-            batch_size,
-            derive_seed(seed, "cell", cell["size"], cell["bound"], i),
-            device,
-        )
-        for spec in s.objectives.values()
-        for i in range(k)
-    ]
+    keys = [(d, i) for d in range(len(datasets)) for i in range(s.models)]  # one pair of models per key
+    modules = {
+        name: [
+            fit_model(
+                hparams,
+                spec,
+                datasets[d],
+                s,
+                batch_size,
+                derive_seed(seed, "cell", cell["size"], cell["bound"], d, i),
+                device,
+            )  # fmt: skip
+            for d, i in keys
+        ]
+        for name, spec in s.objectives.items()
+    }
     trained = time.perf_counter() - t0
     prefix = f"  cell {cell['name']}: episode "
-    returns = stacked_rewards(modules, Evaluation.of(s), env, derive_seed(seed, "reweight-episodes"), device, prefix)
-    out = dict(cell, train_seconds=trained, seconds=time.perf_counter() - t0)
+    stack = [m for name in s.objectives for m in modules[name]]
+    returns = stacked_rewards(stack, Evaluation.of(s), env, derive_seed(seed, "reweight-episodes"), device, prefix)
+    out = dict(cell, train_seconds=trained, seconds=time.perf_counter() - t0, pairs=len(keys))
+    n = len(keys)
     for j, name in enumerate(s.objectives):
-        r = returns[j * k : (j + 1) * k]  # [models, episodes]
+        r = returns[j * n : (j + 1) * n]  # [pairs, episodes]
+        effective = [getattr(m.objective, "effective_fraction", None) for m in modules[name]]
         out[name] = {
             "reward/mean": float(r.mean()),
             "reward/std": float(r.std()),
             "model_means": r.mean(axis=1).tolist(),
             "rewards": r.tolist(),
+            "dataset": [d for d, _ in keys],
+            "effective_fraction": None if effective[0] is None else float(np.mean(effective)),
         }
+    baseline = np.array(out[s.baseline]["model_means"])
+    for name in s.objectives:
+        if name != s.baseline:
+            diff = paired_difference(out[name]["model_means"], baseline, [d for d, _ in keys], seed=seed)
+            out[name]["minus_baseline"] = asdict(diff)
     return out
 
 
@@ -181,7 +220,9 @@ class ReweightRun(ExperimentRun):
             "expert": s.expert,
             "pool": s.pool,
             "objectives": s.objectives,
+            "epochs": s.epochs,
             "train_steps": s.train_steps,
+            "datasets": s.datasets,
             "models": s.models,
             "episodes": s.episodes,
             "episode_steps": s.episode_steps,
@@ -223,7 +264,9 @@ class ReweightRun(ExperimentRun):
 
         def land(args: tuple, result: dict) -> None:
             table.add(result)
-            rewards = ", ".join(f"{n} {result[n]['reward/mean']:.1f}" for n in s.objectives)
+            rewards = ", ".join(
+                f"{n} {result[n]['reward/mean']:.1f}{describe_difference(result[n])}" for n in s.objectives
+            )
             print(
                 f"reweight: cell {result['name']} ({result['rows']} rows, {len(table)}/"
                 f"{len(s.sizes) * len(s.bounds)} done): {rewards}; {time.perf_counter() - start:.0f} s",
@@ -234,11 +277,19 @@ class ReweightRun(ExperimentRun):
 
         arguments = []
         for cell in cells:
-            dataset = near_reference_dataset(
-                pool, distances, cell["size"], cell["bound"], seed=self.seed, **self.env["kwargs"]
-            )
-            cell = {**cell, "rows": len(dataset), "pool_within_bound": dataset.metadata["pool_rows_within_bound"]}
-            rows = {k: dataset.data[k] for k in ("obs", "action", "next_obs")}
+            sets = [
+                near_reference_dataset(
+                    pool,
+                    distances,
+                    cell["size"],
+                    cell["bound"],
+                    seed=derive_seed(self.seed, "set", d) if d else self.seed,
+                    **self.env["kwargs"],
+                )  # fmt: skip
+                for d in range(s.datasets)
+            ]
+            cell = {**cell, "rows": len(sets[0]), "pool_within_bound": sets[0].metadata["pool_rows_within_bound"]}
+            rows = [{k: dataset.data[k] for k in ("obs", "action", "next_obs")} for dataset in sets]
             arguments.append((cell, rows, self.hparams, s, self.batch_size, self.env, self.seed, self.device))
         run_pieces(evaluate_cell, arguments, land, s.ray)
         return self.finish(table)
@@ -249,20 +300,45 @@ class ReweightRun(ExperimentRun):
         def mean_reward(size: int, bound: float, name: str) -> float:  # NaN where a cell is missing
             return table.pieces.get(cell_name(size, bound), {}).get(name, {}).get("reward/mean", np.nan)
 
+        def excludes_zero(size: int, bound: float, name: str) -> bool:  # the paired interval excludes 0
+            d = table.pieces.get(cell_name(size, bound), {}).get(name, {}).get("minus_baseline")
+            return bool(d) and (d["low"] > 0 or d["high"] < 0)
+
         rewards = {n: np.array([[mean_reward(S, e, n) for S in s.sizes] for e in s.bounds]) for n in s.objectives}
-        title = f"Mean reward of {s.episodes} episodes per model, {self.env['id']}"
+        resolved = {n: np.array([[excludes_zero(S, e, n) for S in s.sizes] for e in s.bounds]) for n in s.objectives}
+        title = (
+            f"Mean reward, {s.datasets} set(s) x {s.models} model(s) x {s.episodes} episode(s) a cell, {self.env['id']}"
+            "\n(* : the paired 95% interval of the difference excludes 0)"
+        )
         figure = save_figure_atomically(
-            reweight_figure(s.sizes, s.bounds, rewards, s.baseline, title), self.out / FIGURE
+            reweight_figure(s.sizes, s.bounds, rewards, s.baseline, title, resolved), self.out / FIGURE
         )
         self.publish(f"{len(table)} cells", [table.path, figure], {"fig8": figure})
         return {"settings": table.settings, "cells": table.pieces}
 
 
+def describe_difference(result: dict) -> str:
+    """` (minus the baseline +4.1 [-2.0, +9.9], effective size 0.62)` for an objective's cell result."""
+    parts = []
+    if "minus_baseline" in result:
+        d = result["minus_baseline"]
+        parts.append(f"minus the baseline {d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]")
+    if result.get("effective_fraction") is not None:
+        parts.append(f"effective size {result['effective_fraction']:.2f}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def reweight_figure(
-    sizes: Sequence[int], bounds: Sequence[float], rewards: dict[str, np.ndarray], baseline: str, title=""
+    sizes: Sequence[int],
+    bounds: Sequence[float],
+    rewards: dict[str, np.ndarray],
+    baseline: str,
+    title="",
+    resolved: dict[str, np.ndarray] | None = None,
 ):
     """Fig. 8: mean reward per (training-set size S, distance bound eps) cell, one heatmap per
-    objective, then each objective's difference to `baseline` (red: better than the baseline)."""
+    objective, then each objective's difference to `baseline` (red: better than the baseline; a star
+    where `resolved`, the paired interval excluding 0)."""
     names = list(rewards)
     others = [n for n in names if n != baseline]
     panels = len(names) + len(others)
@@ -270,14 +346,15 @@ def reweight_figure(
     finite = np.concatenate([r[np.isfinite(r)] for r in rewards.values()] or [np.zeros(1)])
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
-    def draw(ax, values, cmap, lo, hi, label):
+    def draw(ax, values, cmap, lo, hi, label, stars=None):
         image = ax.imshow(values, origin="lower", cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
         ax.set_xticks(range(len(sizes)), [str(s) for s in sizes], fontsize="x-small")
         ax.set_yticks(range(len(bounds)), [f"{b:.3g}" for b in bounds], fontsize="x-small")
         ax.set_xlabel("training points S")
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize="x-small")
+                star = "*" if stars is not None and stars[i, j] else ""
+                ax.text(j, i, f"{v:.1f}{star}", ha="center", va="center", fontsize="x-small")
         ax.set_title(label, fontsize="small")
         return image
 
@@ -287,7 +364,8 @@ def reweight_figure(
     for ax, name in zip(axes[0][len(names) :], others, strict=True):
         diff = rewards[name] - rewards[baseline]
         span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
-        image = draw(ax, diff, "RdBu_r", -span or -1, span or 1, f"{name} - {baseline}")
+        stars = None if resolved is None else resolved[name]
+        image = draw(ax, diff, "RdBu_r", -span or -1, span or 1, f"{name} - {baseline} (higher: {name} better)", stars)
         fig.colorbar(image, ax=ax)
     axes[0][0].set_ylabel("distance bound eps")
     if title:
