@@ -16,7 +16,7 @@ from objmm.data import load_source
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.models import DynamicsModel, StackedDynamics
 from objmm.planning import CEMConfig
-from objmm.stats import correlation
+from objmm.stats import clustered_correlation, correlation, paired_difference
 from objmm.training import DynamicsModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,43 @@ def test_rho_and_its_interval_are_scipys():
         assert found.low < found.rho < found.high and found.n == 11
     # a diverged model's NaN LL is left out, not allowed to make rho NaN
     assert correlation([*ANSCOMBE_X, np.nan], [*ANSCOMBE_Y, 3.0], resamples=100).n == 11
+
+
+def test_a_clustered_interval_counts_runs_not_models_and_a_paired_one_pairs():
+    # 5 runs of 10 models each, every model of a run the same point: 5 independent points, not 50
+    rng = np.random.default_rng(0)
+    x5, y5 = rng.normal(size=5), rng.normal(size=5)
+    x, y, runs = np.repeat(x5, 10), np.repeat(y5, 10), np.repeat(np.arange(5), 10)
+    by_model = correlation(x, y, resamples=1000, seed=1)
+    by_run = clustered_correlation(x, y, runs, resamples=1000, seed=1)
+    assert by_run.rho == pytest.approx(by_model.rho) == pytest.approx(stats.pearsonr(x5, y5).statistic)
+    assert by_run.high - by_run.low > 1.5 * (by_model.high - by_model.low)
+    # one point per run: the same interval width as over models, up to resampling noise
+    one = clustered_correlation(ANSCOMBE_X, ANSCOMBE_Y, np.arange(11), resamples=2000, seed=3)
+    plain = correlation(ANSCOMBE_X, ANSCOMBE_Y, resamples=2000, seed=3)
+    assert one.high - one.low == pytest.approx(plain.high - plain.low, abs=0.08)
+    # paired: a constant difference has no spread; a difference of +-1 in 4 pairs straddles 0
+    assert paired_difference([3, 4, 5], [1, 2, 3]) == type(paired_difference([1], [0]))(2.0, 2.0, 2.0, 3, 3)
+    d = paired_difference([1, -1, 1, -1], [0, 0, 0, 0], clusters=[0, 0, 1, 1])
+    assert d.mean == 0 and d.low == 0 == d.high and d.clusters == 2  # each cluster's mean is 0
+    d = paired_difference([1, -1, 1, -1], [0, 0, 0, 0])
+    assert d.low < 0 < d.high and d.clusters == 4
+
+
+def test_the_trend_line_is_total_least_squares():
+    from objmm.experiments.population import total_least_squares
+
+    x = np.array([0.0, 1.0, 2.0, 3.0])
+    assert total_least_squares(x, 2 * x + 1) == pytest.approx((2.0, 1.0))
+    # unlike ordinary least squares, swapping the axes inverts the slope
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=200), rng.normal(size=200)
+    y = x + 0.8 * y
+    slope, _ = total_least_squares(x, y)
+    inverse, _ = total_least_squares(y, x)
+    assert slope * inverse == pytest.approx(1.0)
+    assert slope > np.polyfit(x, y, 1)[0]  # OLS's slope is attenuated by the noise in y
+    assert total_least_squares(np.array([1.0, np.nan]), np.array([1.0, 2.0])) is None
 
 
 def trained_looking_models(count: int, members: int = 2, width: int = 16) -> list[DynamicsModel]:
@@ -116,6 +153,10 @@ def test_the_population_table_figure_and_correlations(pets_runs):
     assert {(c["dataset"], c["ll"], c["method"]) for c in found} >= {
         ("grid", "trajectory/paper_ll_batch_median", "spearman")
     }
+    # the paper's rho beside Fig. 3's estimator (Pearson, mean LL) on the grid; intervals by run too
+    grid = [c for c in found if c["dataset"] == "grid"]
+    assert [c["paper_rho"] for c in grid if "paper_rho" in c] == [-0.06]
+    assert all(c["runs"] == 1 and "run_low" in c for c in found)
     assert (pets_runs / "reference" / "fig3.png").stat().st_size > 10_000
     # its W&B run: named after its folder, its whole config and its figure logged
     from objmm.experiments.framework.config import wandb_run_id

@@ -124,13 +124,19 @@ def paired_difference(
 
 def describe_correlations(found: list[dict]) -> list[str]:
     """One line per dataset and LL estimator of `found` (dicts of a `Correlation` with its `dataset`
-    and `ll`): Pearson's rho [interval], Spearman's rho [interval], n."""
+    and `ll`, and optionally `run_low`/`run_high`, the interval clustered by run, and `paper_rho`):
+    Pearson's rho [interval], Spearman's rho [interval], n."""
     pairs: dict[tuple[str, str], dict[str, dict]] = {}
     for c in found:
         pairs.setdefault((c["dataset"], c["ll"]), {})[c["method"]] = c
+
+    def one(method: str, c: dict) -> str:
+        text = f"{method} rho {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
+        if "run_low" in c:
+            text += f" (by run [{c['run_low']:+.2f}, {c['run_high']:+.2f}])"
+        return text + (f", the paper {c['paper_rho']:+.2f}" if "paper_rho" in c else "")
+
     return [
-        f"{name}, LL {ll}: "
-        + ", ".join(f"{m} rho {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in by.items())
-        + f" (n {next(iter(by.values()))['n']})"
+        f"{name}, LL {ll}: " + ", ".join(one(m, c) for m, c in by.items()) + f" (n {next(iter(by.values()))['n']})"
         for (name, ll), by in pairs.items()
     ]

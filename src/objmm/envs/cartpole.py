@@ -88,6 +88,7 @@ TASK = Task(
     expert_size=2400,
     on_policy_trials=20,
     table1_cem=(25, 400, 40, 5),
+    paper_fig3_rho=(("expert", 0.59), ("on_policy", 0.34), ("grid", -0.06)),
 )
 PETSCartpoleEnv.task = TASK
 ENV_CLASS = PETSCartpoleEnv

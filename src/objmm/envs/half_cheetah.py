@@ -116,6 +116,7 @@ TASK = Task(
     expert_size=3000,
     on_policy_trials=100,
     table1_cem=(30, 500, 50, 5),
+    paper_fig3_rho=(("expert", 0.07), ("on_policy", 0.46), ("sampled", 0.19)),
 )
 PETSHalfCheetahEnv.task = TASK
 ENV_CLASS = PETSHalfCheetahEnv

@@ -48,6 +48,9 @@ class Task:
     on_policy_trials: int = 0
     #: Table 1's CEM planner: horizon, population, elites, iterations
     table1_cem: tuple[int, int, int, int] = (25, 400, 40, 5)
+    #: Fig. 3's Pearson rho (LL against reward) per dataset, printed in the paper's other version
+    #: (../shared/REFERENCE.md), keyed by the dataset names the population configs use
+    paper_fig3_rho: tuple[tuple[str, float], ...] = ()
 
     def reward(self, **env_kwargs) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The batched torch reward of the env made with `env_kwargs` (e.g. x_goal); env settings that

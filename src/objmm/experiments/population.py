@@ -13,9 +13,11 @@ it would alone (its episodes' starts and its planner's samples do not depend on 
 `population.json` in `out` holds one row per model, rewritten atomically after every block of K
 models: a killed evaluation started again with the same settings goes on with the models not yet
 in it, none lost or evaluated twice. At the end: `correlations.json` (Pearson's and Spearman's rho
-of LL against reward per dataset and estimator, with bootstrap 95% intervals) and `fig3.png`, both
-also logged to W&B with the table. With `ray.address` set, blocks go to a Ray cluster's workers and
-their rows land in the same table.
+of LL against reward per dataset and estimator, with two bootstrap 95% intervals: over models, and
+clustered by PETS run, which is the one to trust: a run's models share its data and are not
+independent draws; the paper's Fig. 3 rho beside each dataset it names) and `fig3.png` (with total
+least squares trend lines, as the paper draws them), both also logged to W&B with the table. With
+`ray.address` set, blocks go to a Ray cluster's workers and their rows land in the same table.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from objmm import atomic
 from objmm.data import load_source
+from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
 from objmm.experiments.pets_files import CONFIG_FILE, load_config
@@ -40,7 +43,7 @@ from objmm.experiments.sweeps import model_type
 from objmm.planning import CEMConfig
 from objmm.plots import METRIC_WORDS, plt, save_figure_atomically
 from objmm.seeding import derive_seed
-from objmm.stats import correlation, describe_correlations
+from objmm.stats import clustered_correlation, correlation, describe_correlations
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import check_env, find_models, load_model
 
@@ -161,9 +164,14 @@ def evaluate_block(
 
 
 # ----------------------------------------------------------------------------- the correlations
-def correlations(rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int) -> list[dict]:
-    """rho of each LL estimator against the mean reward, per dataset, Pearson and Spearman."""
+def correlations(
+    rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int, paper: dict | None = None
+) -> list[dict]:
+    """rho of each LL estimator against the mean reward, per dataset, Pearson and Spearman: the
+    interval over models (`low`, `high`) and the one clustered by run (`run_low`, `run_high`), and
+    the paper's Fig. 3 rho where `paper` names the dataset."""
     reward = [row["reward/mean"] for row in rows]
+    runs = [row["run"] for row in rows]
     out = []
     for name in datasets:
         for metric, mode in ESTIMATORS:
@@ -172,8 +180,28 @@ def correlations(rows: list[dict], datasets: list[str], batches: list[str], resa
             ll = [row.get(f"{name}/{mode}/{metric}", float("nan")) for row in rows]
             for method in ("pearson", "spearman"):
                 c = correlation(ll, reward, method, resamples=resamples, seed=seed)
-                out.append({"dataset": name, "ll": f"{mode}/{metric}", **asdict(c)})
+                clustered = clustered_correlation(ll, reward, runs, method, resamples=resamples, seed=seed)
+                found = {"dataset": name, "ll": f"{mode}/{metric}", **asdict(c)}
+                found.update(run_low=clustered.low, run_high=clustered.high, runs=len(set(runs)))
+                if paper and name in paper and method == "pearson" and (metric, mode) == ESTIMATORS[0]:
+                    found["paper_rho"] = paper[name]
+                out.append(found)
     return out
+
+
+def total_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """Slope and intercept of the total least squares line through the finite (x, y) points (the
+    principal axis of their covariance), as the paper draws Fig. 3's trend lines; None if undefined."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        return None
+    _, vectors = np.linalg.eigh(np.cov(np.stack([x, y])))
+    dx, dy = vectors[:, -1]
+    if abs(dx) < 1e-12:
+        return None
+    slope = dy / dx
+    return float(slope), float(y.mean() - slope * x.mean())
 
 
 # ----------------------------------------------------------------------------- the command
@@ -238,7 +266,8 @@ class PopulationRun(ExperimentRun):
     def finish(self, table: ResultsFile) -> list[dict]:
         s = self.settings
         rows = list(table.pieces.values())
-        found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed)
+        paper = dict(get_task(self.env["id"]).paper_fig3_rho)
+        found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed, paper)
         atomic.write_json(self.out / CORRELATIONS, {"models": len(rows), "correlations": found})
         estimators = [e for e in ESTIMATORS if e[1] in s.batches]
         title = f"{len(rows)} models, {self.env['id']}"
@@ -264,8 +293,9 @@ def population_figure(
     title: str = "",
 ):
     """Fig. 3's layout: one panel per dataset (columns), the LL of every model against its mean
-    episode reward, with Pearson's and Spearman's rho and their intervals; one row of panels per LL
-    estimator (the first is Fig. 3's mean LL, the others Appendix C's medians over batches)."""
+    episode reward, with Pearson's and Spearman's rho and their intervals (clustered by run), the
+    paper's rho and a total least squares trend line; one row of panels per LL estimator (the first
+    is Fig. 3's mean LL, the others Appendix C's medians over batches)."""
     fig, axes = plt.subplots(
         len(estimators), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(estimators)), squeeze=False
     )
@@ -276,18 +306,28 @@ def population_figure(
             ll = np.array([row.get(f"{name}/{mode}/{metric}", np.nan) for row in rows], dtype=float)
             ax.scatter(ll, reward, s=8, alpha=0.6)
             found = {c["method"]: c for c in correlations if c["dataset"] == name and c["ll"] == f"{mode}/{metric}"}
-            text = "\n".join(f"{m}: {c['rho']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for m, c in found.items())
-            ax.text(0.02, 0.98, text, transform=ax.transAxes, va="top", fontsize="x-small")
+            lines = [
+                f"{m}: {c['rho']:+.2f} [{c.get('run_low', c['low']):+.2f}, {c.get('run_high', c['high']):+.2f}]"
+                for m, c in found.items()
+            ]
+            if "paper_rho" in found.get("pearson", {}):
+                lines.append(f"the paper: {found['pearson']['paper_rho']:+.2f}")
+            ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize="x-small")
             finite = ll[np.isfinite(ll)]
             if len(finite) >= 4:  # keep the bulk in view: a diverged model's LL can be off by orders
                 low, high = np.percentile(finite, [1, 100])
                 ax.set_xlim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+            line = total_least_squares(ll, reward)  # fitted on all points, as rho is
+            if line is not None:
+                xs = np.array(ax.get_xlim())
+                ax.plot(xs, line[0] * xs + line[1], color="tab:red", lw=0.8)
+                ax.set_xlim(*xs)
             batches = "random batches" if mode == "random" else "trajectory batches"
             where = "" if metric == "paper_ll" else f", {batches}"
             ax.set_title(f"{name}{where}", fontsize="small")
             ax.set_xlabel(METRIC_WORDS.get(metric, metric), fontsize="small")
             if j == 0:
-                ax.set_ylabel("mean episode reward")
+                ax.set_ylabel("mean episode reward (higher: better)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

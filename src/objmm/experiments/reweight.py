@@ -273,7 +273,12 @@ class ReweightRun(ExperimentRun):
                 flush=True,
             )
             if self.logger:
-                self.logger.log_metrics({f"{result['name']}/{n}": result[n]["reward/mean"] for n in s.objectives})
+                metrics = {f"{result['name']}/{n}": result[n]["reward/mean"] for n in s.objectives}
+                for n in s.objectives:
+                    for key in ("mean", "low", "high"):
+                        if "minus_baseline" in result[n]:
+                            metrics[f"{result['name']}/{n}_minus_{s.baseline}/{key}"] = result[n]["minus_baseline"][key]
+                self.logger.log_metrics(metrics)
 
         arguments = []
         for cell in cells:
@@ -313,8 +318,27 @@ class ReweightRun(ExperimentRun):
         figure = save_figure_atomically(
             reweight_figure(s.sizes, s.bounds, rewards, s.baseline, title, resolved), self.out / FIGURE
         )
-        self.publish(f"{len(table)} cells", [table.path, figure], {"fig8": figure})
+        rows = [cell_row(cell, s) for cell in table.pieces.values()]
+        for row in rows:
+            print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        self.publish(f"{len(table)} cells", [table.path, figure], {"fig8": figure}, tables={"cells": rows})
         return {"settings": table.settings, "cells": table.pieces}
+
+
+def cell_row(cell: dict, s: ReweightSettings) -> dict:
+    """One flat row of a cell (the W&B table and the closing lines): each objective's mean reward,
+    its paired difference to the baseline with the interval, and its effective sample size."""
+    row = {"cell": cell["name"], "S": cell["size"], "eps": cell["bound"], "rows": cell["rows"]}
+    for name in s.objectives:
+        result = cell[name]
+        row[f"{name}/reward"] = result["reward/mean"]
+        if "minus_baseline" in result:
+            d = result["minus_baseline"]
+            row.update({f"{name}-{s.baseline}": d["mean"], f"{name}-{s.baseline}/low": d["low"]})
+            row[f"{name}-{s.baseline}/high"] = d["high"]
+        if result.get("effective_fraction") is not None:
+            row[f"{name}/effective"] = result["effective_fraction"]
+    return row
 
 
 def describe_difference(result: dict) -> str:
