@@ -295,7 +295,10 @@ def test_pairs_of_similar_ll_and_their_plans(in_tmp, objmm_in, error_of, pets_ti
     assert len(found) == 1
     pair = found[0]
     assert pair["reward"][0] >= pair["reward"][1] and len(set(pair["models"])) == 2
-    assert Path(pair["figure"]).stat().st_size > 10_000 and pair["mean_action_gap"] >= 0
+    assert Path(pair["figure"]).stat().st_size > 10_000
+    # two different models plan different actions along the expert trajectory, within the action range
+    task = get_task(CARTPOLE)
+    assert 0 < pair["mean_action_gap"] <= task.action_high - task.action_low
     message = error_of(*PAIRS, "--pairs.tolerance", "0", "--pairs.min_gap", "1000")
     assert message.startswith("objmm: error: no two of the 3 models have random/random/paper_ll within 0.0")
     message = error_of(*PAIRS, "--pairs.table", "nothing.json")
