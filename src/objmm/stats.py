@@ -29,6 +29,21 @@ class Correlation:
     n: int  # pairs used (pairs with a NaN or infinite value are left out)
 
 
+def _defined_pairs(x, y, *labels) -> tuple[np.ndarray, ...] | None:
+    """The finite (x, y) pairs (and their labels); None where no correlation is defined."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    found = (x[keep], y[keep], *(np.asarray(label)[keep] for label in labels))
+    return found if len(found[0]) >= 3 and np.ptp(found[0]) > 0 and np.ptp(found[1]) > 0 else None
+
+
+def _interval(values, confidence: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap `values` at `confidence` (NaNs left out)."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(np.asarray(values, dtype=float), [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def _rho(method: Method):
     if method == "pearson":
         return lambda x, y: stats.pearsonr(x, y).statistic
@@ -46,12 +61,11 @@ def correlation(
     solved cartpole models produces (many rewards equal to the last digit). Resamples whose rho is
     undefined (all x or all y equal, likely in small samples) are left out of the percentiles; with
     none of them the interval is scipy's own."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    pairs = _defined_pairs(x, y)
+    if pairs is None:  # no correlation is defined
+        return Correlation(method, float("nan"), float("nan"), float("nan"), int(np.isfinite(np.add(x, y)).sum()))
+    x, y = pairs
     rho = _rho(method)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:  # no correlation is defined
-        return Correlation(method, float("nan"), float("nan"), float("nan"), int(len(x)))
     with warnings.catch_warnings():  # constant resamples: their rho is NaN, and left out below
         warnings.simplefilter("ignore")
         result = stats.bootstrap(
@@ -64,9 +78,8 @@ def correlation(
             method="percentile",
             rng=np.random.default_rng(seed),
         )
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(result.bootstrap_distribution, [tail, 100 - tail])
-    return Correlation(method, float(rho(x, y)), float(low), float(high), int(len(x)))
+    low, high = _interval(result.bootstrap_distribution, confidence)
+    return Correlation(method, float(rho(x, y)), low, high, int(len(x)))
 
 
 def cluster_resamples(clusters, resamples: int, seed: int) -> list[np.ndarray]:
@@ -84,18 +97,16 @@ def clustered_correlation(
 ) -> Correlation:
     """rho of the finite (x, y) pairs and its percentile interval over cluster-bootstrap resamples
     (`clusters`: one label per pair, e.g. the PETS run a model comes from)."""
-    x, y, clusters = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(clusters)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y, clusters = x[keep], y[keep], clusters[keep]
+    pairs = _defined_pairs(x, y, clusters)
+    if pairs is None:
+        return Correlation(method, float("nan"), float("nan"), float("nan"), int(np.isfinite(np.add(x, y)).sum()))
+    x, y, clusters = pairs
     rho = _rho(method)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Correlation(method, float("nan"), float("nan"), float("nan"), int(len(x)))
     with warnings.catch_warnings():  # constant resamples: their rho is NaN, and left out below
         warnings.simplefilter("ignore")
         found = [rho(x[rows], y[rows]) for rows in cluster_resamples(clusters, resamples, seed)]
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(np.asarray(found, dtype=float), [tail, 100 - tail])
-    return Correlation(method, float(rho(x, y)), float(low), float(high), int(len(x)))
+    low, high = _interval(found, confidence)
+    return Correlation(method, float(rho(x, y)), low, high, int(len(x)))
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,8 @@ def paired_difference(
     clusters = np.arange(len(diff)) if clusters is None else np.asarray(clusters)
     if len(diff) < 2:
         return Difference(float(diff.mean()) if len(diff) else float("nan"), float("nan"), float("nan"), len(diff), 1)
-    means = [diff[rows].mean() for rows in cluster_resamples(clusters, resamples, seed)]
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return Difference(float(diff.mean()), float(low), float(high), int(len(diff)), int(len(np.unique(clusters))))
+    low, high = _interval([diff[rows].mean() for rows in cluster_resamples(clusters, resamples, seed)], confidence)
+    return Difference(float(diff.mean()), low, high, int(len(diff)), int(len(np.unique(clusters))))
 
 
 def describe_correlations(found: list[dict]) -> list[str]:
