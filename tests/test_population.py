@@ -166,6 +166,24 @@ def test_the_population_table_figure_and_correlations(pets_runs):
     assert b"reference" in log and b"bootstrap" in log and b"population/fig3" in log
 
 
+def test_rho_among_the_models_that_solved_the_task(pets_runs, tmp_path, monkeypatch):
+    """`solved_reward` adds rho over the models at that reward or more; the same command on a
+    finished table only recomputes the summary (no model is planned again)."""
+    monkeypatch.chdir(pets_runs)
+    shutil.copytree(pets_runs / "reference", tmp_path / "solved")
+    rewards = sorted(row["reward/mean"] for row in table(pets_runs / "reference").values())
+    bar = rewards[1]  # the two best of the three models
+    main([*POPULATION, "--population.out", str(tmp_path / "solved"), "--population.solved_reward", str(bar)])
+    summary = json.loads((tmp_path / "solved" / "correlations.json").read_text())
+    assert (
+        summary["correlations"]
+        == json.loads((pets_runs / "reference" / "correlations.json").read_text())["correlations"]
+    )
+    solved = summary["solved"]
+    assert solved["min_reward"] == bar and solved["models"] == sum(r >= bar for r in rewards) == 2
+    assert all(c["n"] <= 2 for c in solved["correlations"]) and solved["correlations"]
+
+
 def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path, objmm_in):
     """SIGKILL once the first block's rows are written (K = 1: three blocks), then the same command."""
     work = tmp_path / "work"
