@@ -16,7 +16,7 @@ from objmm.data import load_source
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.models import DynamicsModel, StackedDynamics
 from objmm.planning import CEMConfig
-from objmm.stats import clustered_correlation, correlation, paired_difference
+from objmm.stats import clustered_correlation, correlation, correlation_change, paired_difference
 from objmm.training import DynamicsModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +66,22 @@ def test_a_clustered_interval_counts_runs_not_models_and_a_paired_one_pairs():
     assert d.mean == 0 and d.low == 0 == d.high and d.clusters == 2  # each cluster's mean is 0
     d = paired_difference([1, -1, 1, -1], [0, 0, 0, 0])
     assert d.low < 0 < d.high and d.clusters == 4
+
+
+def test_the_change_in_rho_between_two_estimators_is_paired():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=40)
+    noisy, runs = y + rng.normal(size=40), np.repeat(np.arange(8), 5)
+    # the same estimator twice: no change, in every resample
+    same = correlation_change(noisy, noisy, y, runs, resamples=300)
+    assert same.mean == 0 and same.low == 0 == same.high and (same.n, same.clusters) == (40, 8)
+    # an exact estimator against a noisy one: rho rises from Pearson's on the noisy one to 1
+    gain = correlation_change(noisy, y, y, runs, resamples=300)
+    assert gain.mean == pytest.approx(1 - stats.pearsonr(noisy, y).statistic)
+    assert 0 < gain.low < gain.mean < gain.high
+    # and back: the same size, the other sign; a NaN row is left out of all three
+    loss = correlation_change(y, [*noisy[:-1], np.nan], y, runs, method="spearman", resamples=300)
+    assert loss.mean < 0 and loss.high < 0 and loss.n == 39
 
 
 def test_the_trend_line_is_total_least_squares():
@@ -182,6 +198,13 @@ def test_rho_among_the_models_that_solved_the_task(pets_runs, tmp_path, monkeypa
     solved = summary["solved"]
     assert solved["min_reward"] == bar and solved["models"] == sum(r >= bar for r in rewards) == 2
     assert all(c["n"] <= 2 for c in solved["correlations"]) and solved["correlations"]
+    # Appendix C, paired: rho with trajectory batches minus rho with random batches, same models
+    rho = {(c["dataset"], c["ll"], c["method"]): c["rho"] for c in summary["correlations"]}
+    for change in summary["trajectory_minus_random"]:
+        key = (change["dataset"], "trajectory/paper_ll_batch_median", change["method"])
+        expected = rho[key] - rho[(key[0], "random/paper_ll_batch_median", key[2])]
+        assert change["mean"] == pytest.approx(expected, nan_ok=True), key
+    assert {c["dataset"] for c in summary["trajectory_minus_random"]} == {"grid", "random"}
 
 
 def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path, objmm_in):

@@ -131,6 +131,34 @@ def paired_difference(
     return Difference(float(diff.mean()), low, high, int(len(diff)), int(len(np.unique(clusters))))
 
 
+def correlation_change(
+    x_from,
+    x_to,
+    y,
+    clusters,
+    method: Method = "pearson",
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Difference:
+    """rho(x_to, y) - rho(x_from, y): how much a second estimator of x (the same models' LL another
+    way) changes the correlation, with its percentile interval over cluster-bootstrap resamples
+    that draw the same rows for both (a paired design); rows where any of the three is not finite
+    are left out."""
+    x_from, x_to, y = (np.asarray(v, dtype=float) for v in (x_from, x_to, y))
+    keep = np.isfinite(x_from) & np.isfinite(x_to) & np.isfinite(y)
+    x_from, x_to, y, clusters = x_from[keep], x_to[keep], y[keep], np.asarray(clusters)[keep]
+    if len(y) < 3:
+        return Difference(float("nan"), float("nan"), float("nan"), int(len(y)), int(len(np.unique(clusters))))
+    rho = _rho(method)
+    with warnings.catch_warnings():  # constant resamples: their rho is NaN, and left out below
+        warnings.simplefilter("ignore")
+        found = [rho(x_to[r], y[r]) - rho(x_from[r], y[r]) for r in cluster_resamples(clusters, resamples, seed)]
+        change = rho(x_to, y) - rho(x_from, y)
+    low, high = _interval(found, confidence)
+    return Difference(float(change), low, high, int(len(y)), int(len(np.unique(clusters))))
+
+
 def describe_correlations(found: list[dict]) -> list[str]:
     """One line per dataset and LL estimator of `found` (dicts of a `Correlation` with its `dataset`
     and `ll`, and optionally `run_low`/`run_high`, the interval clustered by run, and `paper_rho`):

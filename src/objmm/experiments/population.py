@@ -43,7 +43,7 @@ from objmm.experiments.sweeps import model_type
 from objmm.planning import CEMConfig
 from objmm.plots import METRIC_WORDS, plt, save_figure_atomically
 from objmm.seeding import derive_seed
-from objmm.stats import clustered_correlation, correlation, describe_correlations
+from objmm.stats import clustered_correlation, correlation, correlation_change, describe_correlations
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import check_env, find_models, load_model
 
@@ -193,6 +193,36 @@ def correlations(
     return out
 
 
+def trajectory_batch_change(
+    rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int
+) -> list[dict]:
+    """Appendix C's comparison, paired: per dataset and method, rho with the median LL over
+    trajectory batches minus rho with the median over random batches, on the same models, with an
+    interval clustered by run (empty unless both batch modes were measured)."""
+    if not {"random", "trajectory"} <= set(batches):
+        return []
+    reward = [row["reward/mean"] for row in rows]
+    runs = [row["run"] for row in rows]
+    out = []
+    for name in datasets:
+        (metric, mode_from), (_, mode_to) = ESTIMATORS[1], ESTIMATORS[2]
+        x_from = [row.get(f"{name}/{mode_from}/{metric}", np.nan) for row in rows]
+        x_to = [row.get(f"{name}/{mode_to}/{metric}", np.nan) for row in rows]
+        for method in ("pearson", "spearman"):
+            change = correlation_change(x_from, x_to, reward, runs, method, resamples=resamples, seed=seed)
+            out.append({"dataset": name, "method": method, **asdict(change)})
+    return out
+
+
+def describe_changes(changes: list[dict]) -> list[str]:
+    """One line per dataset and method of `trajectory_batch_change`'s output."""
+    return [
+        f"{c['dataset']}: {c['method']} rho, trajectory minus random batches (median LL) "
+        f"{c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] (paired, by run)"
+        for c in changes
+    ]
+
+
 def total_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
     """Slope and intercept of the total least squares line through the finite (x, y) points (the
     principal axis of their covariance), as the paper draws Fig. 3's trend lines; None if undefined."""
@@ -273,12 +303,18 @@ class PopulationRun(ExperimentRun):
         paper = dict(get_task(self.env["id"]).paper_fig3_rho)
         found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed, paper)
         summary = {"models": len(rows), "correlations": found}
+        summary["trajectory_minus_random"] = trajectory_batch_change(
+            rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed
+        )
         if s.solved_reward is not None:
             solved = [row for row in rows if row["reward/mean"] >= s.solved_reward]
             summary["solved"] = {
                 "min_reward": s.solved_reward,
                 "models": len(solved),
                 "correlations": correlations(solved, list(s.datasets), list(s.batches), s.bootstrap, self.seed),
+                "trajectory_minus_random": trajectory_batch_change(
+                    solved, list(s.datasets), list(s.batches), s.bootstrap, self.seed
+                ),
             }
         atomic.write_json(self.out / CORRELATIONS, summary)
         estimators = [e for e in ESTIMATORS if e[1] in s.batches]
@@ -287,9 +323,14 @@ class PopulationRun(ExperimentRun):
         figure = save_figure_atomically(figure, self.out / FIGURE)
         for line in describe_correlations(found):
             print(f"  {line}")
+        for line in describe_changes(summary["trajectory_minus_random"]):
+            print(f"  {line}")
         if "solved" in summary:
             print(f"  the {summary['solved']['models']} models at reward {s.solved_reward:g} or more:")
-            for line in describe_correlations(summary["solved"]["correlations"]):
+            solved = summary["solved"]
+            for line in describe_correlations(solved["correlations"]) + describe_changes(
+                solved["trajectory_minus_random"]
+            ):
                 print(f"    {line}")
         self.publish(
             f"{len(rows)} models",
