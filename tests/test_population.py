@@ -84,6 +84,19 @@ def test_the_change_in_rho_between_two_estimators_is_paired():
     assert loss.mean < 0 and loss.high < 0 and loss.n == 39
 
 
+def test_fig3_shows_the_bulk_and_counts_the_models_further_left():
+    """As the paper's Fig. 3: one first model's LL far off does not squash the panel; it is counted."""
+    from objmm.experiments.population import population_figure
+
+    rng = np.random.default_rng(0)
+    rows = [{"reward/mean": 150 + 10 * rng.normal(), "grid/random/paper_ll": 4 + rng.normal()} for _ in range(20)]
+    rows.append({"reward/mean": 3.5, "grid/random/paper_ll": -2357.0})
+    figure = population_figure(rows, ["grid"], [("paper_ll", "random")], [])
+    ax = figure.axes[0]
+    assert ax.get_xlim()[0] > -20  # the bulk (LL about 4) fills the panel
+    assert any("1 model further left (LL down to -2.36e+03)" in t.get_text() for t in ax.texts)
+
+
 def test_the_trend_line_is_total_least_squares():
     from objmm.experiments.population import total_least_squares
 

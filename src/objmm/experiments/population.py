@@ -369,11 +369,16 @@ def population_figure(
             ]
             if "paper_rho" in found.get("pearson", {}):
                 lines.append(f"the paper: {found['pearson']['paper_rho']:+.2f}")
-            ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize="x-small")
             finite = ll[np.isfinite(ll)]
-            if len(finite) >= 4:  # keep the bulk in view: a diverged model's LL can be off by orders
-                low, high = np.percentile(finite, [1, 100])
+            if len(finite) >= 4:  # keep the bulk in view, as the paper does: a first model's LL can be off by orders
+                q25, q75 = np.percentile(finite, [25, 75])
+                low, high = max(finite.min(), q25 - 3 * (q75 - q25)), finite.max()
                 ax.set_xlim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+                off = int((finite < ax.get_xlim()[0]).sum())
+                if off:  # rho and the trend line are on all points, those off the plot too
+                    lines.append(f"{off} model{'s' if off > 1 else ''} further left (LL down to {finite.min():.3g})")
+            box = {"facecolor": "white", "alpha": 0.8, "linewidth": 0}
+            ax.text(0.98, 0.03, "\n".join(lines), transform=ax.transAxes, ha="right", fontsize="x-small", bbox=box)
             line = total_least_squares(ll, reward)  # fitted on all points, as rho is
             if line is not None:
                 xs = np.array(ax.get_xlim())
