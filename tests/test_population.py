@@ -86,7 +86,7 @@ def test_the_change_in_rho_between_two_estimators_is_paired():
 
 def test_fig3_shows_the_bulk_and_counts_the_models_further_left():
     """As the paper's Fig. 3: one first model's LL far off does not squash the panel; it is counted."""
-    from objmm.experiments.population import population_figure
+    from objmm.experiments.population_analysis import population_figure
 
     rng = np.random.default_rng(0)
     rows = [{"reward/mean": 150 + 10 * rng.normal(), "grid/random/paper_ll": 4 + rng.normal()} for _ in range(20)]
@@ -98,7 +98,7 @@ def test_fig3_shows_the_bulk_and_counts_the_models_further_left():
 
 
 def test_the_trend_line_is_total_least_squares():
-    from objmm.experiments.population import total_least_squares
+    from objmm.experiments.population_analysis import total_least_squares
 
     x = np.array([0.0, 1.0, 2.0, 3.0])
     assert total_least_squares(x, 2 * x + 1) == pytest.approx((2.0, 1.0))
