@@ -37,19 +37,12 @@ from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
 from objmm.experiments.pets_files import CONFIG_FILE, load_config
-from objmm.experiments.population_analysis import (
-    ESTIMATORS,
-    correlations,
-    describe_changes,
-    population_figure,
-    trajectory_batch_change,
-)
+from objmm.experiments.population_analysis import ESTIMATORS, describe_summary, population_figure, summarise
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.experiments.sweeps import model_type
 from objmm.planning import CEMConfig
 from objmm.plots import save_figure_atomically
 from objmm.seeding import derive_seed
-from objmm.stats import describe_correlations
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import check_env, find_models, load_model
 
@@ -171,7 +164,6 @@ def evaluate_block(
     return out
 
 
-# ----------------------------------------------------------------------------- the correlations
 # ----------------------------------------------------------------------------- the command
 class PopulationRun(ExperimentRun):
     section, settings_class, resume_file = "population", PopulationSettings, TABLE
@@ -235,36 +227,25 @@ class PopulationRun(ExperimentRun):
         s = self.settings
         rows = list(table.pieces.values())
         paper = dict(get_task(self.env["id"]).paper_fig3_rho)
-        found = correlations(rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed, paper)
-        summary = {"models": len(rows), "correlations": found}
-        summary["trajectory_minus_random"] = trajectory_batch_change(
-            rows, list(s.datasets), list(s.batches), s.bootstrap, self.seed
-        )
+        datasets, batches = list(s.datasets), list(s.batches)
+        summary = summarise(rows, datasets, batches, s.bootstrap, self.seed, paper)
         if s.solved_reward is not None:
             solved = [row for row in rows if row["reward/mean"] >= s.solved_reward]
             summary["solved"] = {
                 "min_reward": s.solved_reward,
-                "models": len(solved),
-                "correlations": correlations(solved, list(s.datasets), list(s.batches), s.bootstrap, self.seed),
-                "trajectory_minus_random": trajectory_batch_change(
-                    solved, list(s.datasets), list(s.batches), s.bootstrap, self.seed
-                ),
+                **summarise(solved, datasets, batches, s.bootstrap, self.seed),
             }
         atomic.write_json(self.out / CORRELATIONS, summary)
+        found = summary["correlations"]
         estimators = [e for e in ESTIMATORS if e[1] in s.batches]
         title = f"{len(rows)} models, {self.env['id']}"
-        figure = population_figure(rows, list(s.datasets), estimators, found, title)
+        figure = population_figure(rows, datasets, estimators, found, title)
         figure = save_figure_atomically(figure, self.out / FIGURE)
-        for line in describe_correlations(found):
-            print(f"  {line}")
-        for line in describe_changes(summary["trajectory_minus_random"]):
+        for line in describe_summary(summary):
             print(f"  {line}")
         if "solved" in summary:
             print(f"  the {summary['solved']['models']} models at reward {s.solved_reward:g} or more:")
-            solved = summary["solved"]
-            for line in describe_correlations(solved["correlations"]) + describe_changes(
-                solved["trajectory_minus_random"]
-            ):
+            for line in describe_summary(summary["solved"]):
                 print(f"    {line}")
         self.publish(
             f"{len(rows)} models",

@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 
 from objmm.plots import METRIC_WORDS, plt
-from objmm.stats import clustered_correlation, correlation, correlation_change
+from objmm.stats import clustered_correlation, correlation, correlation_change, describe_correlations
 
 #: Fig. 3's LL (the mean over rows) and Appendix C's two medians over batches: (metric, batch mode)
 ESTIMATORS = (("paper_ll", "random"), ("paper_ll_batch_median", "random"), ("paper_ll_batch_median", "trajectory"))
@@ -50,9 +50,9 @@ def trajectory_batch_change(
         return []
     reward = [row["reward/mean"] for row in rows]
     runs = [row["run"] for row in rows]
+    (metric, mode_from), (_, mode_to) = ESTIMATORS[1], ESTIMATORS[2]
     out = []
     for name in datasets:
-        (metric, mode_from), (_, mode_to) = ESTIMATORS[1], ESTIMATORS[2]
         x_from = [row.get(f"{name}/{mode_from}/{metric}", np.nan) for row in rows]
         x_to = [row.get(f"{name}/{mode_to}/{metric}", np.nan) for row in rows]
         for method in ("pearson", "spearman"):
@@ -61,12 +61,25 @@ def trajectory_batch_change(
     return out
 
 
-def describe_changes(changes: list[dict]) -> list[str]:
-    """One line per dataset and method of `trajectory_batch_change`'s output."""
-    return [
+def summarise(
+    rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int, paper: dict | None = None
+) -> dict:
+    """What `correlations.json` says of a set of models: their count, `correlations` and Appendix C's
+    `trajectory_minus_random`."""
+    return {
+        "models": len(rows),
+        "correlations": correlations(rows, datasets, batches, resamples, seed, paper),
+        "trajectory_minus_random": trajectory_batch_change(rows, datasets, batches, resamples, seed),
+    }
+
+
+def describe_summary(summary: dict) -> list[str]:
+    """One line per dataset and estimator of `summarise`'s rho, then one per dataset and method of its
+    paired change with trajectory batches."""
+    return describe_correlations(summary["correlations"]) + [
         f"{c['dataset']}: {c['method']} rho, trajectory minus random batches (median LL) "
         f"{c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] (paired, by run)"
-        for c in changes
+        for c in summary["trajectory_minus_random"]
     ]
 
 
