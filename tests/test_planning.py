@@ -4,6 +4,7 @@ import torch
 from tensordict import TensorDict
 
 from objmm.envs import get_task
+from objmm.errors import ObjmmError
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv, SimulatorDynamics, collect_episodes
 
 CARTPOLE = "objmm/PETSCartpole-v0"
@@ -59,6 +60,34 @@ def test_warm_start_shifts_the_previous_solution(device):
     assert torch.equal(planner._mean[:, -1], torch.zeros(2, 1, device=device))  # the new last step starts mid-bounds
     planner.reset()
     assert planner._mean is None
+
+
+def test_icem_memory_carries_the_best_elites_to_the_next_iteration_and_step(device):
+    config = CEMConfig(horizon=4, population=20, elites=5, iterations=3, keep_elites=0.4)  # 2 kept
+    planner = planner_for(lambda obs, a: -((a[..., 0] - 1.3) ** 2), device, config)
+    seen, evaluate = [], planner.evaluate
+
+    def record(obs, candidates):
+        returns = evaluate(obs, candidates)
+        seen.append((candidates.clone(), returns.clone()))
+        return returns
+
+    planner.evaluate = record
+    obs = torch.zeros(1, 4, device=device)
+    planner.plan(obs)
+    planner.plan(obs)
+    best = [returns.max().item() for _, returns in seen]
+    assert best[0] <= best[1] <= best[2]  # the best so far is never lost within a step
+    (first, first_returns), (second, _) = seen[0], seen[1]
+    assert torch.equal(second[0, -2:], first[0, first_returns[0].topk(2).indices])
+    (last, last_returns), (next_step, _) = seen[2], seen[3]
+    shifted = last[0, last_returns[0].topk(2).indices, 1:]
+    assert torch.equal(next_step[0, -2:, :-1], shifted)  # shifted one step, like the mean
+    assert torch.equal(next_step[0, -2:, -1], torch.zeros_like(next_step[0, -2:, -1]))  # the range's middle
+    planner.reset()
+    assert planner._kept is None
+    with pytest.raises(ObjmmError, match="cem.keep_elites must be in"):
+        CEMConfig(keep_elites=1.5)
 
 
 def test_planner_is_a_torchrl_policy_for_the_model_env(device):

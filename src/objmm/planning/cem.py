@@ -31,6 +31,10 @@ class CEMConfig:
     iterations: int = 5
     #: weight of the previous mean/variance in each CEM update (PETS: 0.1)
     alpha: float = 0.1
+    #: iCEM's memory (Pinneri et al. 2020): the share of each iteration's elites that replaces as many
+    #: new candidates in the next iteration, and (shifted one step) in the next step's first one.
+    #: 0 is PETS's CEM, the default; the cost of a step does not change.
+    keep_elites: float = 0.0
 
     def __post_init__(self):
         require_at_least_one(
@@ -40,6 +44,13 @@ class CEMConfig:
             raise ObjmmError(f"cem.elites ({self.elites}) must not exceed cem.population ({self.population})")
         if not 0 <= self.alpha < 1:
             raise ObjmmError(f"cem.alpha must be in [0, 1), got {self.alpha}")
+        if not 0 <= self.keep_elites <= 1:
+            raise ObjmmError(f"cem.keep_elites must be in [0, 1], got {self.keep_elites}")
+
+    @property
+    def kept(self) -> int:
+        """Elites carried from one iteration (and step) to the next."""
+        return round(self.keep_elites * self.elites)
 
 
 class CEMPlanner(MPCPlannerBase):
@@ -49,6 +60,7 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("low", env.action_spec.space.low.clone())
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
+        self._kept: torch.Tensor | None = None  # the last step's best elites, shifted [N, K, H, A]
         self.seed_noise(0)
 
     @classmethod
@@ -67,6 +79,7 @@ class CEMPlanner(MPCPlannerBase):
     def reset(self) -> None:
         """Forget the warm start (call at the start of each batch of episodes)."""
         self._mean = None
+        self._kept = None
 
     def seed_noise(self, seed: int, blocks: int = 1) -> None:
         """Draw the candidates from this planner's own random stream, (re)seeded with `seed` (0 when
@@ -101,8 +114,8 @@ class CEMPlanner(MPCPlannerBase):
         low, high = self.low, self.high
         mid = (low + high) / 2
         if self._mean is None or self._mean.shape[0] != n:
-            self._mean = mid.expand(n, horizon, -1).clone()
-        mean = self._mean
+            self._mean, self._kept = mid.expand(n, horizon, -1).clone(), None
+        mean, kept = self._mean, self._kept
         var = ((high - low) / 4).square().expand_as(mean)
         for _ in range(cfg.iterations):
             # keep 2 standard deviations inside the action bounds (PETS)
@@ -110,12 +123,17 @@ class CEMPlanner(MPCPlannerBase):
             std = torch.minimum(var, bound_var).sqrt()
             noise = self._noise((n, cfg.population, *mean.shape[1:]), obs.device)
             candidates = mean.unsqueeze(1) + std.unsqueeze(1) * noise  # [N, P, H, A]
+            if kept is not None:  # iCEM: the best of before stand in for the last new candidates
+                candidates = torch.cat([candidates[:, : cfg.population - kept.shape[1]], kept], dim=1)
             returns = self.evaluate(obs, candidates)  # [N, P]
-            top = returns.topk(cfg.elites, dim=1).indices
+            top = returns.topk(cfg.elites, dim=1).indices  # best first
             elites = candidates.gather(1, top[:, :, None, None].expand(-1, -1, *mean.shape[1:]))
+            kept = elites[:, : cfg.kept] if cfg.kept else None
             mean = cfg.alpha * mean + (1 - cfg.alpha) * elites.mean(1)
             var = cfg.alpha * var + (1 - cfg.alpha) * elites.var(1, unbiased=False)
         self._mean = torch.cat([mean[:, 1:], mid.expand(n, 1, -1)], dim=1)
+        if kept is not None:  # shifted like the mean, their last action the middle of the range
+            self._kept = torch.cat([kept[:, :, 1:], mid.expand(n, kept.shape[1], 1, -1)], dim=2)
         # the one place actions are bounded: the truncated normal keeps candidates inside, and this
         # keeps the answer inside whatever the arithmetic did (torchrl's spec would clamp it silently)
         return torch.minimum(torch.maximum(mean[:, 0], low), high)
