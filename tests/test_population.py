@@ -178,6 +178,9 @@ def test_the_population_table_figure_and_correlations(pets_runs):
     assert row["type"] == "PE" and row["run_seed"] == 0 and len(row["rewards"]) == 2
     for key in ("grid/random/paper_ll", "grid/trajectory/paper_ll_batch_median", "random/random/nll"):
         assert np.isfinite(row[key]), key
+    # large batches: random rows, 30 a batch instead of 16 (same rows in all: the same mean LL)
+    assert row["random/large/paper_ll"] == pytest.approx(row["random/random/paper_ll"])
+    assert row["random/large/paper_ll_batch_median"] != row["random/random/paper_ll_batch_median"]
     found = json.loads((pets_runs / "reference" / "correlations.json").read_text())["correlations"]
     assert {(c["dataset"], c["ll"], c["method"]) for c in found} >= {
         ("grid", "trajectory/paper_ll_batch_median", "spearman")
@@ -213,11 +216,12 @@ def test_rho_among_the_models_that_solved_the_task(pets_runs, tmp_path, monkeypa
     assert all(c["n"] <= 2 for c in solved["correlations"]) and solved["correlations"]
     # Appendix C, paired: rho with trajectory batches minus rho with random batches, same models
     rho = {(c["dataset"], c["ll"], c["method"]): c["rho"] for c in summary["correlations"]}
-    for change in summary["trajectory_minus_random"]:
-        key = (change["dataset"], "trajectory/paper_ll_batch_median", change["method"])
-        expected = rho[key] - rho[(key[0], "random/paper_ll_batch_median", key[2])]
-        assert change["mean"] == pytest.approx(expected, nan_ok=True), key
-    assert {c["dataset"] for c in summary["trajectory_minus_random"]} == {"grid", "random"}
+    for to, against in (("trajectory", "random"), ("large", "random"), ("trajectory", "large")):
+        for change in summary[f"{to}_minus_{against}"]:
+            key = (change["dataset"], f"{to}/paper_ll_batch_median", change["method"])
+            expected = rho[key] - rho[(key[0], f"{against}/paper_ll_batch_median", key[2])]
+            assert change["mean"] == pytest.approx(expected, nan_ok=True), (key, against)
+        assert {c["dataset"] for c in summary[f"{to}_minus_{against}"]} == {"grid", "random"}
 
 
 def test_a_killed_population_goes_on_with_no_model_lost_or_repeated(pets_runs, tmp_path, objmm_in):
@@ -272,7 +276,7 @@ def histories(out: Path) -> dict[str, list[dict]]:
     """Every run's per-trial metrics, less the wall times."""
     return {
         run.name: [
-            {k: v for k, v in h.items() if k != "seconds"}
+            {k: v for k, v in h.items() if not k.startswith("seconds")}
             for h in json.loads((run / "state.json").read_text())["history"]
         ]
         for run in sorted(out.iterdir())
@@ -289,6 +293,13 @@ def test_a_sweep_runs_every_seed_and_type_once_and_feeds_the_population(sweep, i
     assert datasets == [90, 90, 90, 90]  # 2 x 30 random rows, then one 30-step episode
     first = {e["run"]: (in_tmp / e["run_dir"] / "state.json").read_text() for e in index}
     assert first["D_s0"] != first["D_s1"]  # the seeds differ
+    # the summary's final reward: each run's mean over its last (up to 5) trials; the curves' figure
+    found = json.loads((in_tmp / "runs" / "sweep_tiny" / "summary.json").read_text())
+    for kind in ("D", "PE"):
+        final = [np.mean(e["rewards"][-5:]) for e in index if e["run"].startswith(f"{kind}_")]
+        assert found[kind]["final_rewards"] == pytest.approx(final)
+        assert found[kind]["final_reward_mean"] == pytest.approx(np.mean(final))
+    assert (in_tmp / "runs" / "sweep_tiny" / "curves.png").stat().st_size > 10_000
     capsys.readouterr()
     main(SWEEP)  # the same command again: nothing to do, nothing redone
     assert "trial 1/2" not in capsys.readouterr().out

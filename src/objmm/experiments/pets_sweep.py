@@ -11,8 +11,9 @@ it alone. The same command again goes on where the sweep stopped: finished runs 
 unfinished ones resumed. `index.json` lists every run and its saved models; `objmm population`
 takes the sweep directory as its `models`. Each run is a W&B run of its own, grouped by the sweep.
 `summary.json` compares the model types (e.g. NLL against online re-weighting): per type, the
-trials each seed took to reach the task's expert bar (cartpole 179), their median and range, and
-the best rewards.
+trials each seed took to reach the task's expert bar (cartpole 179), their median and range, the
+best rewards and each run's final reward (the mean of its last 5 trials); `curves.png` draws every
+run's reward per trial.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from objmm import atomic
 from objmm.envs import get_task
@@ -27,6 +29,10 @@ from objmm.experiments import pets
 from objmm.experiments.framework import run_experiment
 from objmm.experiments.pets_files import STATE_FILE, load_state, model_path
 from objmm.experiments.sweeps import SweepIndex, SweepRun, SweepSettings, parsed_config, run_configs, write_config
+from objmm.plots import plt, save_figure_atomically
+
+#: a run's final reward in the summary: the mean over its last trials, up to this many
+FINAL_TRIALS = 5
 
 
 def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
@@ -78,8 +84,30 @@ def summary(entries: list[dict], types: list[str], bar: float) -> dict:
             "reached_bar": sum(t is not None for t in reached),
             "best_reward_median": float(np.median([e["best_reward"] for e in runs])),
             "best_rewards": [e["best_reward"] for e in runs],
+            "final_trials": FINAL_TRIALS,
+            "final_rewards": [float(np.mean(e["rewards"][-FINAL_TRIALS:])) for e in runs],
         }
+        out[kind]["final_reward_mean"] = float(np.mean(out[kind]["final_rewards"]))
     return out
+
+
+def curves_figure(entries: list[dict], title: str = ""):
+    """Every run's episode reward per trial, one colour per model type (the learning curves)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    colours: dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: e["run"]):
+        kind = entry["run"].rsplit("_s", 1)[0]
+        colour = colours.setdefault(kind, f"C{len(colours)}")
+        trials = range(1, len(entry["rewards"]) + 1)
+        ax.plot(trials, entry["rewards"], "o-", ms=3, lw=1, color=colour, alpha=0.8, label=entry["run"])
+    ax.set_xlabel("trial")
+    ax.set_ylabel("episode reward (higher: better)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small", ncol=2)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
 
 
 class PETSSweepRun(SweepRun):
@@ -110,14 +138,18 @@ class PETSSweepRun(SweepRun):
         types = list(dict.fromkeys(name.rsplit("_s", 1)[0] for name, _ in runs))
         found = summary(list(index.entries.values()), types, bar)
         atomic.write_json(out / "summary.json", found)
+        title = f"PETS, {get_task(self.env['id']).name}: {len(runs)} runs"
+        curves = save_figure_atomically(curves_figure(list(index.entries.values()), title), out / "curves.png")
         for kind, one in found.items():
             median = one["median_trials_to_bar"]
             print(
                 f"pets-sweep: {kind}: {one['reached_bar']}/{one['runs']} runs reached {bar:g}, trials to it "
                 f"{one['trials_to_bar']} (median {median if median is not None else 'not reached'}); "
-                f"best rewards {', '.join(f'{r:.1f}' for r in one['best_rewards'])}",
+                f"best rewards {', '.join(f'{r:.1f}' for r in one['best_rewards'])}; mean of the last "
+                f"{FINAL_TRIALS} trials {', '.join(f'{r:.1f}' for r in one['final_rewards'])}",
                 flush=True,
             )
+        print(f"pets-sweep: learning curves -> {curves}")
         print(f"pets-sweep: {len(runs)} runs in {out}; their models: objmm population --population.models '[{out}]'")
         return found
 

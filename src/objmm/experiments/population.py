@@ -62,8 +62,12 @@ class PopulationSettings:
             pets-sweep directory, a models folder).
         datasets: name -> dataset source (a saved dataset, `grid`, `sampled:N`, ...), e.g. the paper's
             expert, on-policy and grid sets.
-        batches: batch modes of the LL estimators: `random` rows of `batch_size`, one `trajectory` a batch.
+        batches: batch modes of the LL estimators: `random` rows of `batch_size`, `large` random
+            batches of `large_batch_size` rows, one `trajectory` a batch (Appendix C's three).
         batch_size: rows per random batch (64, PETS's default).
+        large_batch_size: rows per `large` batch (Appendix C's half cheetah "large batches", of a size
+            the paper does not give: 1000, a trajectory's length, so that trajectory batches differ
+            from them only in where their rows come from).
         episodes: real episodes per model (the paper: 10).
         stack: models per batched network (K): as many as fill the device.
         episode_steps: steps per episode (default: the task's).
@@ -78,8 +82,9 @@ class PopulationSettings:
 
     models: list[str] = field(default_factory=list)
     datasets: dict[str, str] = field(default_factory=dict)
-    batches: list[Literal["random", "trajectory"]] = field(default_factory=lambda: ["random", "trajectory"])
+    batches: list[Literal["random", "large", "trajectory"]] = field(default_factory=lambda: ["random", "trajectory"])
     batch_size: int = 64
+    large_batch_size: int = 1000
     episodes: int = 10
     stack: int = 10
     episode_steps: int | None = None
@@ -95,6 +100,7 @@ class PopulationSettings:
             stack=self.stack,
             episodes=self.episodes,
             batch_size=self.batch_size,
+            large_batch_size=self.large_batch_size,
             episode_steps=self.episode_steps,
             bootstrap=self.bootstrap,
         )
@@ -103,7 +109,7 @@ class PopulationSettings:
         if not self.datasets:
             raise ObjmmError("population.datasets is empty; name at least one dataset (name: source)")
         if not self.batches:
-            raise ObjmmError("population.batches is empty; use random, trajectory or both")
+            raise ObjmmError("population.batches is empty; use random, large, trajectory or several")
 
 
 # ----------------------------------------------------------------------------- the models
@@ -151,9 +157,15 @@ def evaluate_block(
     for name, source in s.datasets.items():
         data = _dataset(source, env["id"], seed, json.dumps(env["kwargs"] or {}, sort_keys=True))
         for mode in s.batches:
+            rows_per_batch = s.large_batch_size if mode == "large" else s.batch_size
             for row, module in zip(out, modules, strict=True):
                 metrics = dataset_metrics(
-                    module.model, data, module.objective, mode, s.batch_size, derive_seed(seed, "batches")
+                    module.model,
+                    data,
+                    module.objective,
+                    "random" if mode == "large" else mode,
+                    rows_per_batch,
+                    derive_seed(seed, "batches"),
                 )
                 row.update({f"{name}/{mode}/{k}": metrics[k] for k in TABLE_METRICS if k in metrics})
     rewards = stacked_rewards(modules, Evaluation.of(s), env, seed, device, progress_prefix)
@@ -178,6 +190,7 @@ class PopulationRun(ExperimentRun):
             "datasets": dict(s.datasets),
             "batches": list(s.batches),
             "batch_size": s.batch_size,
+            **({"large_batch_size": s.large_batch_size} if "large" in s.batches else {}),
             "episodes": s.episodes,
             "episode_steps": s.episode_steps,
             "cem": asdict(s.cem),

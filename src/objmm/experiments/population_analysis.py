@@ -11,8 +11,17 @@ import numpy as np
 from objmm.plots import METRIC_WORDS, plt
 from objmm.stats import clustered_correlation, correlation, correlation_change, describe_correlations
 
-#: Fig. 3's LL (the mean over rows) and Appendix C's two medians over batches: (metric, batch mode)
-ESTIMATORS = (("paper_ll", "random"), ("paper_ll_batch_median", "random"), ("paper_ll_batch_median", "trajectory"))
+#: Fig. 3's LL (the mean over rows) and Appendix C's medians over batches: (metric, batch mode)
+ESTIMATORS = (
+    ("paper_ll", "random"),
+    ("paper_ll_batch_median", "random"),
+    ("paper_ll_batch_median", "large"),
+    ("paper_ll_batch_median", "trajectory"),
+)
+#: Appendix C's paired comparisons of the median LL over batches: (batch mode, the mode it is set against)
+BATCH_CHANGES = (("trajectory", "random"), ("large", "random"), ("trajectory", "large"))
+#: how a figure names each batch mode
+BATCH_WORDS = {"random": "random batches", "large": "large batches", "trajectory": "trajectory batches"}
 
 
 def correlations(
@@ -40,17 +49,15 @@ def correlations(
     return out
 
 
-def trajectory_batch_change(
-    rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int
+def batch_change(
+    rows: list[dict], datasets: list[str], mode_to: str, mode_from: str, resamples: int, seed: int
 ) -> list[dict]:
     """Appendix C's comparison, paired: per dataset and method, rho with the median LL over
-    trajectory batches minus rho with the median over random batches, on the same models, with an
-    interval clustered by run (empty unless both batch modes were measured)."""
-    if not {"random", "trajectory"} <= set(batches):
-        return []
+    `mode_to` batches minus rho with the median over `mode_from` batches, on the same models, with
+    an interval clustered by run."""
     reward = [row["reward/mean"] for row in rows]
     runs = [row["run"] for row in rows]
-    (metric, mode_from), (_, mode_to) = ESTIMATORS[1], ESTIMATORS[2]
+    metric = "paper_ll_batch_median"
     out = []
     for name in datasets:
         x_from = [row.get(f"{name}/{mode_from}/{metric}", np.nan) for row in rows]
@@ -65,22 +72,30 @@ def summarise(
     rows: list[dict], datasets: list[str], batches: list[str], resamples: int, seed: int, paper: dict | None = None
 ) -> dict:
     """What `correlations.json` says of a set of models: their count, `correlations` and Appendix C's
-    `trajectory_minus_random`."""
-    return {
+    paired changes (`trajectory_minus_random`, empty unless both were measured; `large_minus_random`
+    and `trajectory_minus_large` where large batches were)."""
+    summary = {
         "models": len(rows),
         "correlations": correlations(rows, datasets, batches, resamples, seed, paper),
-        "trajectory_minus_random": trajectory_batch_change(rows, datasets, batches, resamples, seed),
+        "trajectory_minus_random": [],
     }
+    for mode_to, mode_from in BATCH_CHANGES:
+        if {mode_to, mode_from} <= set(batches):
+            summary[f"{mode_to}_minus_{mode_from}"] = batch_change(rows, datasets, mode_to, mode_from, resamples, seed)
+    return summary
 
 
 def describe_summary(summary: dict) -> list[str]:
-    """One line per dataset and estimator of `summarise`'s rho, then one per dataset and method of its
-    paired change with trajectory batches."""
-    return describe_correlations(summary["correlations"]) + [
-        f"{c['dataset']}: {c['method']} rho, trajectory minus random batches (median LL) "
-        f"{c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] (paired, by run)"
-        for c in summary["trajectory_minus_random"]
-    ]
+    """One line per dataset and estimator of `summarise`'s rho, then one per dataset, method and
+    paired change between batch modes."""
+    lines = describe_correlations(summary["correlations"])
+    for mode_to, mode_from in BATCH_CHANGES:
+        lines += [
+            f"{c['dataset']}: {c['method']} rho, {mode_to} minus {mode_from} batches (median LL) "
+            f"{c['mean']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}] (paired, by run)"
+            for c in summary.get(f"{mode_to}_minus_{mode_from}", [])
+        ]
+    return lines
 
 
 def total_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
@@ -140,8 +155,7 @@ def population_figure(
                 xs = np.array(ax.get_xlim())
                 ax.plot(xs, line[0] * xs + line[1], color="tab:red", lw=0.8)
                 ax.set_xlim(*xs)
-            batches = "random batches" if mode == "random" else "trajectory batches"
-            where = "" if metric == "paper_ll" else f", {batches}"
+            where = "" if metric == "paper_ll" else f", {BATCH_WORDS[mode]}"
             ax.set_title(f"{name}{where}", fontsize="small")
             ax.set_xlabel(METRIC_WORDS.get(metric, metric), fontsize="small")
             if j == 0:
