@@ -45,7 +45,7 @@ def references(tmp_path_factory, objmm_in) -> Path:
 
 def pets_numbers(run: Path) -> list[dict]:
     history = json.loads((run / "state.json").read_text())["history"]
-    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    return [{k: v for k, v in h.items() if not k.startswith("seconds")} for h in history]
 
 
 DATA = ["data", "sampled", "--env.id", "objmm/PETSHalfCheetah-v0", "--size", "4000"]

@@ -210,9 +210,12 @@ class PETSRun(ExperimentRun):
             for name, rows in extra.items():
                 metrics.update(self.metrics(name, rows))
             trained_rows = len(dataset)
+            planned = time.perf_counter()
             reward, newest = self.episode(trial)
             dataset = dataset.concat(newest)
-            metrics.update({"reward/mean": reward, "rows": len(dataset), "seconds": time.perf_counter() - start})
+            done = time.perf_counter()
+            metrics.update({"reward/mean": reward, "rows": len(dataset), "seconds": done - start})
+            metrics.update({"seconds/training": planned - start, "seconds/episode": done - planned})
             self.save_trial(dataset, state, metrics, trained_rows, len(datamodule.train_set))
             print(self.describe(metrics), flush=True)
         print(
@@ -262,7 +265,7 @@ class PETSRun(ExperimentRun):
         return (
             f"trial {m['trial'] + 1}/{self.settings.trials}: reward {m['reward/mean']:.1f}, {loss} on new data {new}, "
             f"on train data {m[f'train_data/{loss}']:.3f}, on held-out data {m[f'val/{loss}']:.3f}, "
-            f"{m['rows']} rows, {m['seconds']:.0f} s"
+            f"{m['rows']} rows, {m['seconds']:.0f} s ({m['seconds/episode']:.0f} s the episode)"
         )
 
 
