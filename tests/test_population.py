@@ -245,6 +245,30 @@ def test_the_ray_path_writes_the_same_table(pets_runs, tmp_path, monkeypatch):
     same_numbers(table(pets_runs / "reference"), table(out))
 
 
+def test_a_model_s_own_pets_episode_counts_as_one_of_its_episodes(pets_runs, tmp_path, monkeypatch, error_of):
+    """`run_episode`: the reward of the episode each trial planned with its model comes first, the
+    population's episodes after it, the same as without it (common random numbers)."""
+    monkeypatch.chdir(pets_runs)
+    history = json.loads((pets_runs / "runs" / "pets_tiny" / "state.json").read_text())["history"]
+    reference = table(pets_runs / "reference")
+    main([*POPULATION, "--population.out", str(tmp_path / "own"), "--population.run_episode", "true"])
+    for model, row in table(tmp_path / "own").items():
+        own = history[row["trial"]]["reward/mean"]
+        assert row["rewards"] == [own, *reference[model]["rewards"]]
+        assert row["reward/mean"] == pytest.approx(np.mean([own, *reference[model]["rewards"]]))
+    main([*POPULATION, "--population.out", str(tmp_path / "only"), "--population.run_episode", "true",
+          "--population.episodes", "0"])  # fmt: skip
+    assert [row["rewards"] for row in table(tmp_path / "only").values()] == [[h["reward/mean"]] for h in history]
+    message = error_of(*POPULATION, "--population.out", str(tmp_path / "other"), "--population.run_episode", "true",
+                       "--population.cem.population", "17")  # fmt: skip
+    assert message.startswith("objmm: error: population.run_episode: runs/pets_tiny planned 30-step episodes with"), (
+        message
+    )
+    assert len(message.splitlines()) == 1 and not (tmp_path / "other" / "population.json").exists()
+    message = error_of(*POPULATION, "--population.out", str(tmp_path / "none"), "--population.episodes", "0")
+    assert "population.episodes" in message and "at least 1" in message, message
+
+
 def test_bad_population_input_is_one_line_and_writes_no_row(pets_runs, tmp_path, monkeypatch, error_of):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty_run").mkdir()

@@ -36,7 +36,7 @@ from objmm.data import load_source
 from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
-from objmm.experiments.pets_files import CONFIG_FILE, load_config
+from objmm.experiments.pets_files import CONFIG_FILE, load_config, load_state
 from objmm.experiments.population_analysis import ESTIMATORS, describe_summary, population_figure, summarise
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.experiments.sweeps import model_type
@@ -68,7 +68,11 @@ class PopulationSettings:
         large_batch_size: rows per `large` batch (Appendix C's half cheetah "large batches", of a size
             the paper does not give: 1000, a trajectory's length, so that trajectory batches differ
             from them only in where their rows come from).
-        episodes: real episodes per model (the paper: 10).
+        episodes: real episodes per model (the paper: 10), besides its run's own with `run_episode`.
+        run_episode: also count the episode each PETS trial planned with its own model (its reward in
+            the run's state.json) as one of the model's episodes: one free episode a model (the run's
+            planner and episode length must be the population's; checked). 0 `episodes` then
+            measures the LLs only, which is what makes a half cheetah population affordable on a CPU.
         stack: models per batched network (K): as many as fill the device.
         episode_steps: steps per episode (default: the task's).
         cem: the planner (Table 1: cartpole 25/400/40/5, half cheetah 30/500/50/5).
@@ -86,6 +90,7 @@ class PopulationSettings:
     batch_size: int = 64
     large_batch_size: int = 1000
     episodes: int = 10
+    run_episode: bool = False
     stack: int = 10
     episode_steps: int | None = None
     cem: CEMConfig = field(default_factory=CEMConfig)
@@ -98,7 +103,7 @@ class PopulationSettings:
         require_at_least_one(
             "population",
             stack=self.stack,
-            episodes=self.episodes,
+            episodes=self.episodes or (None if self.run_episode else 0),
             batch_size=self.batch_size,
             large_batch_size=self.large_batch_size,
             episode_steps=self.episode_steps,
@@ -113,6 +118,25 @@ class PopulationSettings:
 
 
 # ----------------------------------------------------------------------------- the models
+def run_reward(run: Path, trial: int | None, s: PopulationSettings, env: dict) -> float:
+    """The reward of the episode a PETS run's trial planned with its own model (`run_episode`),
+    after checking that the run planned as the population does; a one-line error where it did not."""
+    if trial is None or not (run / CONFIG_FILE).is_file():
+        raise ObjmmError(f"population.run_episode: {run} is not a PETS run, so its models have no episode of their own")
+    config = load_config(run)
+    planned = CEMConfig(**config["pets"]["cem"])
+    steps = config["pets"].get("episode_steps") or get_task(env["id"]).episode_steps
+    if planned != s.cem or steps != (s.episode_steps or get_task(env["id"]).episode_steps):
+        raise ObjmmError(
+            f"population.run_episode: {run} planned {steps}-step episodes with {planned}, the population "
+            f"{s.episode_steps or 'the task'}'s steps with {s.cem}; set population.cem and episode_steps to the run's"
+        )
+    history = load_state(run)["history"]
+    if trial >= len(history):
+        raise ObjmmError(f"population.run_episode: {run}'s state.json has no trial {trial + 1}")
+    return float(history[trial]["reward/mean"])
+
+
 def describe_model(path: Path, env: dict) -> dict:
     """What the table says of a model before it is evaluated; a one-line error for a model of another env."""
     module, info = load_model(path)
@@ -168,7 +192,11 @@ def evaluate_block(
                     derive_seed(seed, "batches"),
                 )
                 row.update({f"{name}/{mode}/{k}": metrics[k] for k in TABLE_METRICS if k in metrics})
-    rewards = stacked_rewards(modules, Evaluation.of(s), env, seed, device, progress_prefix)
+    rewards = np.zeros((len(rows), 0))
+    if s.episodes:
+        rewards = stacked_rewards(modules, Evaluation.of(s), env, seed, device, progress_prefix)
+    if s.run_episode:  # the run's own episode first, then the population's
+        rewards = np.concatenate([np.array([[row["run_reward"]] for row in rows]), rewards], axis=1)
     for row, returns in zip(out, rewards, strict=True):
         row.update(
             {"reward/mean": float(returns.mean()), "reward/std": float(returns.std()), "rewards": returns.tolist()}
@@ -192,6 +220,7 @@ class PopulationRun(ExperimentRun):
             "batch_size": s.batch_size,
             **({"large_batch_size": s.large_batch_size} if "large" in s.batches else {}),
             "episodes": s.episodes,
+            **({"run_episode": True} if s.run_episode else {}),
             "episode_steps": s.episode_steps,
             "cem": asdict(s.cem),
         }
@@ -199,6 +228,9 @@ class PopulationRun(ExperimentRun):
     def prepare(self) -> None:
         models = find_models(self.settings.models, "population.models")
         self.described = [describe_model(path, self.env) for path in models]
+        if self.settings.run_episode:
+            for row in self.described:
+                row["run_reward"] = run_reward(Path(row["run"]), row["trial"], self.settings, self.env)
         for source in self.settings.datasets.values():  # a wrong dataset fails now, before any row is written
             _dataset(source, self.env["id"], self.seed, json.dumps(self.env["kwargs"], sort_keys=True))
         self.table = ResultsFile(self.out / TABLE, self.plain_settings(), "rows", "model", "population.out")
@@ -207,9 +239,10 @@ class PopulationRun(ExperimentRun):
         s, table = self.settings, self.table
         todo = [row for row in self.described if row["model"] not in table]
         blocks = blocks_of(todo, s.stack)
+        besides = " besides its run's own" if s.run_episode else ""
         print(
             f"population: {len(self.described)} models ({len(table)} already in {table.path}), "
-            f"{len(blocks)} blocks of up to {s.stack}, {s.episodes} episodes each, on {self.device}",
+            f"{len(blocks)} blocks of up to {s.stack}, {s.episodes} episodes each{besides}, on {self.device}",
             flush=True,
         )
         start, total = time.perf_counter(), len(self.described)
