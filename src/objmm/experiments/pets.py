@@ -247,7 +247,7 @@ class PETSRun(ExperimentRun):
             [h["reward/mean"] for h in history],
             [h.get(f"new_data/{loss}", float("nan")) for h in history],
             [h[f"train_data/{loss}"] for h in history],
-            title=f"PETS, {self.task.name}: episode reward and model {loss.upper()} per trial",
+            title=f"{self.task.name}: episode reward and model {loss.upper()} per trial",
         )
         figure = save_figure_atomically(figure, self.run_dir / "pets_curve.png")
         if self.logger:

@@ -138,7 +138,7 @@ class PETSSweepRun(SweepRun):
         types = list(dict.fromkeys(name.rsplit("_s", 1)[0] for name, _ in runs))
         found = summary(list(index.entries.values()), types, bar)
         atomic.write_json(out / "summary.json", found)
-        title = f"PETS, {get_task(self.env['id']).name}: {len(runs)} runs"
+        title = f"{get_task(self.env['id']).name}: {len(runs)} runs"
         curves = save_figure_atomically(curves_figure(list(index.entries.values()), title), out / "curves.png")
         for kind, one in found.items():
             median = one["median_trials_to_bar"]
