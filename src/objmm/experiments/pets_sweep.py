@@ -92,14 +92,13 @@ def summary(entries: list[dict], types: list[str], bar: float) -> dict:
 
 
 def curves_figure(entries: list[dict], title: str = ""):
-    """Every run's episode reward per trial, one colour per model type (the learning curves)."""
+    """Every run's episode reward per trial: a colour per run, a line style per model type."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    colours: dict[str, str] = {}
-    for entry in sorted(entries, key=lambda e: e["run"]):
-        kind = entry["run"].rsplit("_s", 1)[0]
-        colour = colours.setdefault(kind, f"C{len(colours)}")
+    styles: dict[str, str] = {}
+    for i, entry in enumerate(sorted(entries, key=lambda e: e["run"])):
+        style = styles.setdefault(entry["run"].rsplit("_s", 1)[0], ("-", "--", ":", "-.")[len(styles) % 4])
         trials = range(1, len(entry["rewards"]) + 1)
-        ax.plot(trials, entry["rewards"], "o-", ms=3, lw=1, color=colour, alpha=0.8, label=entry["run"])
+        ax.plot(trials, entry["rewards"], "o", ls=style, ms=3, lw=1, color=f"C{i % 10}", label=entry["run"])
     ax.set_xlabel("trial")
     ax.set_ylabel("episode reward (higher: better)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
