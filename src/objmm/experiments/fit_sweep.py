@@ -32,6 +32,7 @@ from objmm.experiments.sweeps import (
     SweepSettings,
     parsed_config,
     run_configs,
+    type_of_run,
     with_wandb,
     write_config,
 )
@@ -170,7 +171,7 @@ class FitSweepRun(SweepRun):
         sets = ["val", *self.cli.datamodule.val_sources]
         by_type: dict[str, dict] = {}
         for name, config in runs:
-            kind = name.rsplit("_s", 1)[0]
+            kind = type_of_run(name)
             loss = "nll" if config["model"].get("probabilistic", True) else "mse"
             history = json.loads(Path(index.entries[name]["history"]).read_text())
             by_type.setdefault(kind, {"loss": loss, "histories": []})["histories"].append(history)

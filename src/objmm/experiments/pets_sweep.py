@@ -28,7 +28,15 @@ from objmm.envs import get_task
 from objmm.experiments import pets
 from objmm.experiments.framework import run_experiment
 from objmm.experiments.pets_files import STATE_FILE, load_state, model_path
-from objmm.experiments.sweeps import SweepIndex, SweepRun, SweepSettings, parsed_config, run_configs, write_config
+from objmm.experiments.sweeps import (
+    SweepIndex,
+    SweepRun,
+    SweepSettings,
+    parsed_config,
+    run_configs,
+    type_of_run,
+    write_config,
+)
 from objmm.plots import plt, save_figure_atomically
 
 #: a run's final reward in the summary: the mean over its last trials, up to this many
@@ -70,7 +78,7 @@ def summary(entries: list[dict], types: list[str], bar: float) -> dict:
     (a run that never reached it counts as later than any that did) and range, and the best rewards."""
     out = {}
     for kind in types:
-        runs = [e for e in entries if e["run"].rsplit("_s", 1)[0] == kind]
+        runs = [e for e in entries if type_of_run(e["run"]) == kind]
         if not runs:
             continue
         reached = [e.get("trials_to_bar") for e in runs]
@@ -96,7 +104,7 @@ def curves_figure(entries: list[dict], title: str = ""):
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles: dict[str, str] = {}
     for i, entry in enumerate(sorted(entries, key=lambda e: e["run"])):
-        style = styles.setdefault(entry["run"].rsplit("_s", 1)[0], ("-", "--", ":", "-.")[len(styles) % 4])
+        style = styles.setdefault(type_of_run(entry["run"]), ("-", "--", ":", "-.")[len(styles) % 4])
         trials = range(1, len(entry["rewards"]) + 1)
         ax.plot(trials, entry["rewards"], "o", ls=style, ms=3, lw=1, color=f"C{i % 10}", label=entry["run"])
     ax.set_xlabel("trial")
@@ -134,7 +142,7 @@ class PETSSweepRun(SweepRun):
             )
 
         self.run_all(run_one, arguments, land)
-        types = list(dict.fromkeys(name.rsplit("_s", 1)[0] for name, _ in runs))
+        types = list(dict.fromkeys(type_of_run(name) for name, _ in runs))
         found = summary(list(index.entries.values()), types, bar)
         atomic.write_json(out / "summary.json", found)
         title = f"{get_task(self.env['id']).name}: {len(runs)} runs"

@@ -70,6 +70,11 @@ def parsed_config(cli, drop: str = "sweep") -> dict:
     return base
 
 
+def type_of_run(run: str) -> str:
+    """The model type a sweep's run name (`<TYPE>_s<SEED>`, from `run_configs`) names."""
+    return run.rsplit("_s", 1)[0]
+
+
 def run_configs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
     """(run name, its full config) for every model type and seed, types first."""
     types = {
