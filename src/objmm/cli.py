@@ -34,6 +34,7 @@ COMMANDS = {
     "reweight": ("objmm.experiments.reweight", "re-weighted losses on the (S, eps) grid (Sec. 5, Fig. 8, App. D)"),
     "pairs": ("objmm.experiments.pairs", "models of similar LL and far-apart rewards (App. E)"),
     "babbling": ("objmm.experiments.babbling", "PETS from off-task initial data of growing size (App. A, Fig. 10)"),
+    "reproduce": ("objmm.experiments.reproduce", "the paper's experiments in order, a report beside its numbers"),
 }
 #: the commands that are LightningCLI's own subcommands (their module's `main` takes the subcommand too)
 LIGHTNING = ("fit", "validate", "test", "predict")
@@ -61,6 +62,13 @@ def command_of(argv: list[str]) -> str:
     return argv[0]
 
 
+def dispatch(argv: list[str]) -> None:
+    """Run `objmm ARGV...` in this process (errors are raised, not printed: `main` prints them)."""
+    command = command_of(argv)
+    module = importlib.import_module(COMMANDS[command][0])
+    module.main(argv if command in LIGHTNING or argv[0].startswith("-") else argv[1:])
+
+
 def main(args: list[str] | None = None) -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to 0"
@@ -73,9 +81,7 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(0 if argv else 2)
     try:
         with interrupts.handled():
-            command = command_of(argv)
-            module = importlib.import_module(COMMANDS[command][0])
-            module.main(argv if command in LIGHTNING or argv[0].startswith("-") else argv[1:])
+            dispatch(argv)
     except Exception as error:
         cause = objmm_cause(error)
         if cause is None:
@@ -110,4 +116,4 @@ def finish_wandb(exit_code: int) -> None:
         finish(exit_code)
 
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "dispatch", "main"]

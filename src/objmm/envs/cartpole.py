@@ -89,6 +89,7 @@ TASK = Task(
     on_policy_trials=20,
     table1_cem=(25, 400, 40, 5),
     paper_fig3_rho=(("expert", 0.59), ("on_policy", 0.34), ("grid", -0.06)),
+    paper_app_c_rho=(("random", 0.34), ("trajectory", 0.36)),
 )
 PETSCartpoleEnv.task = TASK
 ENV_CLASS = PETSCartpoleEnv

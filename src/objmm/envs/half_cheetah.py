@@ -117,6 +117,7 @@ TASK = Task(
     on_policy_trials=100,
     table1_cem=(30, 500, 50, 5),
     paper_fig3_rho=(("expert", 0.07), ("on_policy", 0.46), ("sampled", 0.19)),
+    paper_app_c_rho=(("random", 0.49), ("large", 0.54), ("trajectory", 0.63)),
 )
 PETSHalfCheetahEnv.task = TASK
 ENV_CLASS = PETSHalfCheetahEnv

@@ -51,6 +51,8 @@ class Task:
     #: Fig. 3's Pearson rho (LL against reward) per dataset, printed in the paper's other version
     #: (../shared/REFERENCE.md), keyed by the dataset names the population configs use
     paper_fig3_rho: tuple[tuple[str, float], ...] = ()
+    #: Appendix C's Pearson rho on the on-policy set per validation batch mode (Fig. 14, Fig. 15)
+    paper_app_c_rho: tuple[tuple[str, float], ...] = ()
 
     def reward(self, **env_kwargs) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The batched torch reward of the env made with `env_kwargs` (e.g. x_goal); env settings that

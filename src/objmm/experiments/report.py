@@ -1,0 +1,361 @@
+"""The report of `objmm reproduce`: each of the paper's effects, our number with its interval, the
+paper's number and a verdict, every one of ours read from a step's result files.
+
+A reader (`READERS`) takes a step's folder and returns a `Section`: its findings and its figures.
+The paper's numbers come from the task (`Task.paper_fig3_rho`, `Task.paper_app_c_rho`) or, for the
+effects the paper states in words or in one figure, from `PAPER` below, each with where it is printed.
+
+Verdicts, on the direction of each effect (`RULES` says how each is decided):
+- `reproduced`: our number agrees with the paper's (the paper's rho inside our interval) or the
+  effect has the paper's direction with an interval that excludes no effect;
+- `direction only`: the paper's direction, but the interval holds 0 (or there is no interval);
+- `not reproduced`: not the paper's number, or the opposite direction;
+- `undecided (interval too wide)`: an interval of rho wider than 1 (a handful of models) decides nothing;
+- `not run at this scale`: a step of the paper the scale leaves out.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from objmm import atomic
+from objmm.envs import get_task
+from objmm.errors import ObjmmError
+from objmm.stats import paired_difference
+
+REPRODUCED, DIRECTION, NOT_REPRODUCED = "reproduced", "direction only", "not reproduced"
+UNDECIDED, NOT_RUN = "undecided (interval too wide)", "not run at this scale"
+
+#: the paper's experiments the report gives a verdict on; a scale that leaves one out says so
+ITEMS = (
+    "Fig. 3 cartpole",
+    "App. C cartpole",
+    "Fig. 3 half cheetah",
+    "App. C half cheetah",
+    "Fig. 4-5",
+    "Sec. 4.3",
+    "Fig. 8",
+    "App. A",
+    "App. E",
+)
+
+#: the paper's numbers that the tasks do not hold: (the number as the report prints it, where it is)
+PAPER = {
+    "attack_drop": (0.44, "Sec. 4.3: 176 -> 98, -44%, with the LL kept"),
+    "fig4": "reward best early, the validation loss best later (Fig. 4-5)",
+    "fig8": "re-weighting gains reward at small S (Fig. 8)",
+    "fig10": "more off-task babbling data, slower learning (App. A, Fig. 10)",
+    "app_e": "models of similar LL with far-apart rewards (App. E)",
+}
+
+RULES = {
+    "Fig. 3": "reproduced if the paper's rho lies in our 95% interval (clustered by run with 3 runs or "
+    "more, else over models)",
+    "App. C": "the paired change of rho on the same models: reproduced if its interval is above 0, direction "
+    "only if its mean is, else not reproduced",
+    "Sec. 4.3": "reproduced if the reward on fresh episodes fell by at least half the paper's -44% with the LL "
+    "kept in its bound, direction only if it fell at all",
+    "Fig. 4-5": "reproduced if the reward's best epoch comes before the validation loss's in most model types",
+    "Fig. 8": "the paired reward difference to the NLL model at the smallest S: reproduced if it is above 0 in "
+    "a cell and below in none, direction only if its mean is above 0 in most cells, else not reproduced",
+    "Fig. 10": "the mean of the last 3 trials, smallest S minus largest, paired by seed: reproduced if its "
+    "interval is above 0, direction only if its mean is",
+    "App. E": "reproduced if a pair within the LL tolerance and at least the set reward gap apart was found",
+}
+
+
+@dataclass
+class Finding:
+    item: str  # one of ITEMS
+    effect: str
+    paper: str
+    ours: str
+    verdict: str
+    step: str = ""
+
+    def as_row(self) -> dict:
+        return {
+            "effect": self.effect,
+            "paper": self.paper,
+            "objmm": self.ours,
+            "verdict": self.verdict,
+            "step": self.step,
+        }
+
+
+@dataclass
+class Section:
+    findings: list[Finding] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+
+def read_json(path: Path) -> dict:
+    import json
+
+    if not path.is_file():
+        raise ObjmmError(f"report: {path} is missing; run the step that writes it again")
+    return json.loads(path.read_text())
+
+
+def saved_env(folder: Path) -> str:
+    """The env id a step ran on, from the config it saved in its folder."""
+    for config in sorted(folder.glob("*_config.yaml")):
+        env = (yaml.safe_load(config.read_text()) or {}).get("env") or {}
+        if env.get("id"):
+            return env["id"]
+    raise ObjmmError(f"report: {folder} holds no objmm config (*_config.yaml) naming its env")
+
+
+def interval(mean: float, low: float, high: float, digits: int = 2) -> str:
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def change_verdict(mean: float, low: float) -> str:
+    return REPRODUCED if low > 0 else DIRECTION if mean > 0 else NOT_REPRODUCED
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def short_name(task) -> str:
+    return task.name.removeprefix("PETS ")
+
+
+def population(folder: Path) -> Section:
+    """Fig. 3's rho per dataset (Pearson, the mean LL over rows) and Appendix C's paired changes."""
+    found = read_json(folder / "correlations.json")
+    task = get_task(saved_env(folder))
+    name = short_name(task)
+    section = Section(figures=[folder / "fig3.png"])
+    for c in found["correlations"]:
+        if c["method"] != "pearson" or c["ll"] != "random/paper_ll" or "paper_rho" not in c:
+            continue
+        by_run = c.get("runs", 1) >= 3
+        low, high = (c["run_low"], c["run_high"]) if by_run else (c["low"], c["high"])
+        runs = plural(c.get("runs", 1), "run")
+        where = f"{runs}, by run" if by_run else f"{plural(c['n'], 'model')} of {runs}, over models"
+        verdict = UNDECIDED if high - low > 1 else REPRODUCED if low <= c["paper_rho"] <= high else NOT_REPRODUCED
+        section.findings.append(
+            Finding(
+                f"Fig. 3 {name}",
+                f"Fig. 3, {name}: rho(LL, reward), {c['dataset'].replace('_', '-')} set",
+                f"{c['paper_rho']:+.2f}",
+                f"{interval(c['rho'], low, high)} ({where})",
+                verdict,
+            )
+        )
+    paper = dict(task.paper_app_c_rho)
+    for to, frm in (("trajectory", "random"), ("large", "random")):
+        for change in found.get(f"{to}_minus_{frm}", []):
+            if change["method"] != "pearson" or change["dataset"] != "on_policy" or to not in paper:
+                continue
+            section.findings.append(
+                Finding(
+                    f"App. C {name}",
+                    f"App. C, {name}: rho with {to} batches minus random batches, on-policy set",
+                    f"{paper[to] - paper[frm]:+.2f} ({paper[frm]:.2f} -> {paper[to]:.2f})",
+                    f"{interval(change['mean'], change['low'], change['high'])} (paired, {change['n']} models)",
+                    change_verdict(change["mean"], change["low"]),
+                )
+            )
+    return section
+
+
+def attack(folder: Path) -> Section:
+    found = read_json(folder / "attack.json")
+    share, where = PAPER["attack_drop"]
+    fresh = found.get("fresh_episodes") or {}
+    start, end = (
+        fresh.get("start_reward", found["start"]["reward"]),
+        fresh.get("attacked_reward", found["best"]["reward"]),
+    )
+    drop = 1 - end / start if start else 0.0
+    ours = (
+        f"{start:.1f} -> {end:.1f} ({-100 * drop:+.1f}%) on fresh episodes, LL {found['start']['ll']:.4f} -> "
+        f"{found['best']['ll']:.4f}"
+    )
+    verdict = REPRODUCED if drop >= share / 2 else DIRECTION if drop > 0 else NOT_REPRODUCED
+    return Section(
+        [Finding("Sec. 4.3", "Sec. 4.3: the CMA-ES attack lowers the reward, not the LL", where, ours, verdict)],
+        [folder / "fig7.png"],
+    )
+
+
+def reweight(folder: Path) -> Section:
+    found = read_json(folder / "reweight.json")
+    cells = list(found["cells"].values())
+    smallest = min(cell["size"] for cell in cells)
+    section = Section(figures=[folder / "fig8.png"])
+    names = sorted({k for cell in cells for k, v in cell.items() if isinstance(v, dict) and "minus_baseline" in v})
+    for name in names:
+        small = [cell[name]["minus_baseline"] for cell in cells if cell["size"] == smallest and name in cell]
+        gains = sum(d["low"] > 0 for d in small)
+        losses = sum(d["high"] < 0 for d in small)
+        best = max(small, key=lambda d: d["mean"])
+        verdict = (
+            REPRODUCED
+            if gains and not losses
+            else DIRECTION
+            if not losses and sum(d["mean"] > 0 for d in small) > len(small) / 2
+            else NOT_REPRODUCED
+        )
+        section.findings.append(
+            Finding(
+                "Fig. 8",
+                f"Fig. 8: {name} re-weighting minus NLL, reward at S = {smallest}",
+                PAPER["fig8"],
+                f"gain in {gains}, loss in {losses} of {len(small)} cells; "
+                f"best {interval(best['mean'], best['low'], best['high'], 1)} (paired)",
+                verdict,
+            )
+        )
+    return section
+
+
+def fit_sweep(folder: Path) -> Section:
+    found = read_json(folder / "training_study.json")
+    parts, early = [], 0
+    for kind, entry in found.items():
+        loss = next((k for k in entry if k.startswith("best_val_") and k.endswith("_epoch")), None)
+        if loss is None:
+            continue
+        early += entry["best_reward_epoch"] < entry[loss]
+        parts.append(f"{kind}: reward {entry['best_reward_epoch']}, {loss[9:-6]} {entry[loss]}")
+    verdict = REPRODUCED if parts and early > len(parts) / 2 else NOT_REPRODUCED
+    ours = f"best epochs, {'; '.join(parts)} (reward first in {early} of {len(parts)} types)"
+    return Section(
+        [Finding("Fig. 4-5", "Fig. 4-5: the reward peaks before the validation loss", PAPER["fig4"], ours, verdict)],
+        [folder / "training_study.png"],
+    )
+
+
+def babbling(folder: Path) -> Section:
+    found = read_json(folder / "babbling.json")
+    final: dict[int, dict[str, float]] = {}
+    for run in found["runs"]:
+        size, seed = run["name"][1:].split("_s")
+        final.setdefault(int(size), {})[seed] = float(np.mean(run["rewards"][-3:]))
+    small, large = final[min(final)], final[max(final)]
+    seeds = sorted(set(small) & set(large))
+    diff = paired_difference([small[s] for s in seeds], [large[s] for s in seeds])
+    head = f"mean of the last 3 trials, S {min(final)} minus S {max(final)}"
+    if len(seeds) > 1:
+        ours = f"{head}: {interval(diff.mean, diff.low, diff.high, 1)} (paired, {plural(len(seeds), 'seed')})"
+        verdict = change_verdict(diff.mean, diff.low)
+    else:
+        ours = f"{head}: {diff.mean:+.1f} (1 seed, no interval)"
+        verdict = DIRECTION if diff.mean > 0 else NOT_REPRODUCED
+    return Section(
+        [Finding("App. A", "App. A: off-task initial data slows PETS", PAPER["fig10"], ours, verdict)],
+        [folder / "fig10.png"],
+    )
+
+
+def pairs(folder: Path) -> Section:
+    found = read_json(folder / "pairs.json")
+    settings = found.get("settings", {})
+    if not found["pairs"]:
+        ours = "no pair"
+    else:
+        p = max(found["pairs"], key=lambda p: abs(p["reward"][0] - p["reward"][1]))
+        rewards, ll = p["reward"], p["ll"]
+        ours = f"{plural(len(found['pairs']), 'pair')}; widest: rewards {rewards[0]:.1f} vs {rewards[1]:.1f}"
+        ours += f" at LL {ll[0]:.3f} vs {ll[1]:.3f}"
+    ours += f" (LL within {settings.get('tolerance')}, rewards >= {settings.get('min_gap')} apart)"
+    figures = sorted(folder.glob("pair_*.png"))
+    verdict = REPRODUCED if found["pairs"] else NOT_REPRODUCED
+    return Section([Finding("App. E", "App. E: similar LL, different reward", PAPER["app_e"], ours, verdict)], figures)
+
+
+READERS = {
+    "population": population,
+    "attack": attack,
+    "reweight": reweight,
+    "fit_sweep": fit_sweep,
+    "babbling": babbling,
+    "pairs": pairs,
+}
+
+
+@dataclass
+class Report:
+    path: Path
+    findings: list[Finding]
+    figures: list[Path]
+
+
+def machine() -> str:
+    import torch
+
+    where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores, no GPU"
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}" for name in ("objmm", "torch", "lightning", "torchrl", "mujoco")
+    )
+    return f"{platform.machine()} {platform.system()}, {where}; Python {platform.python_version()}, {versions}"
+
+
+def write_report(out: Path, scale: str, steps: list, done: dict[str, dict]) -> Report:
+    """`out/report/report.md` and its figures (copied to `out/report/figures/`), from the finished steps."""
+    folder = out / "report"
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    findings, figures, lines = [], [], []
+    for step in steps:
+        if not step.report:
+            continue
+        if step.name not in done:
+            continue
+        section = READERS[step.report](out / step.name)
+        for finding in section.findings:
+            finding.step = step.name
+        findings += section.findings
+        for figure in section.figures:
+            if figure.is_file():
+                copy = folder / "figures" / f"{step.name}_{figure.name}"
+                shutil.copyfile(figure, copy)
+                figures.append(copy)
+    covered = {f.item for f in findings}
+    findings += [Finding(item, item, "", "", NOT_RUN) for item in ITEMS if item not in covered]
+    total = sum(d["seconds"] for d in done.values())
+    lines += [
+        f"# objmm reproduce: scale {scale}",
+        "",
+        f"Machine: {machine()}. Wall time of the steps: {total / 60:.1f} min.",
+        "",
+        "## The paper's effects",
+        "",
+        "| effect | the paper | objmm | verdict | step |",
+        "| --- | --- | --- | --- | --- |",
+        *(f"| {f.effect} | {f.paper} | {f.ours} | {f.verdict} | {f.step} |" for f in findings),
+        "",
+        "## The steps",
+        "",
+        "| step | command | wall time |",
+        "| --- | --- | --- |",
+        *(
+            f"| {s.name} | `objmm {shlex.join(done[s.name]['argv'])}` | {done[s.name]['seconds'] / 60:.1f} min |"
+            if s.name in done
+            else f"| {s.name} | `objmm {s.command}` | not run |"
+            for s in steps
+        ),
+        "",
+        "## Figures",
+        "",
+        *(f"![{f.stem}](figures/{f.name})\n" for f in figures),
+        "## How the verdicts are decided",
+        "",
+        *(f"- {name}: {rule}." for name, rule in RULES.items()),
+        "",
+    ]
+    path = folder / "report.md"
+    atomic.write_text(path, "\n".join(lines))
+    return Report(path, findings, figures)

@@ -1,0 +1,119 @@
+"""`objmm reproduce`: the smoke scale end to end, its report read from the result files, the same
+command again (and after a kill -9) ending with the same report, and its bad input in one line."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import kill_when
+
+from objmm.experiments import report
+from objmm.experiments.reproduce import Step
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["reproduce", "--scale", "smoke"]
+
+
+def with_configs(directory: Path) -> Path:
+    """`directory` with the repository's configs/ in it, as a scale's paths expect."""
+    (directory / "configs").symlink_to(ROOT / "configs")
+    return directory
+
+
+def findings(out: Path) -> list[str]:
+    """The report's table of effects, one line a finding."""
+    text = (out / "report" / "report.md").read_text()
+    table = text.split("## The paper's effects")[1].split("## The steps")[0]
+    return [line for line in table.splitlines() if line.startswith("| ")][2:]  # the header and its rule off
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, objmm_in) -> Path:
+    """The smoke scale run once, never killed."""
+    where = with_configs(tmp_path_factory.mktemp("smoke"))
+    objmm_in(where, SMOKE)
+    return where / "runs" / "reproduce" / "smoke"
+
+
+def test_the_smoke_scale_runs_every_step_and_reports_each_effect(smoke):
+    done = json.loads((smoke / "reproduce.json").read_text())["steps"]
+    steps = yaml.safe_load((ROOT / "configs" / "reproduce" / "smoke.yaml").read_text())["reproduce"]["steps"]
+    assert [d["name"] for d in done] == [s["name"] for s in steps]
+    written = report.write_report(smoke, "smoke", [Step(**s) for s in steps], {d["name"]: d for d in done})
+    # every item of the paper the report knows is there: a verdict, or "not run at this scale"
+    assert sorted({f.item for f in written.findings}) == sorted(report.ITEMS)
+    not_run = {f.item for f in written.findings if f.verdict == report.NOT_RUN}
+    assert not_run == {"Fig. 3 half cheetah", "App. C half cheetah"}
+    assert len(findings(smoke)) == len(written.findings)
+    figures = sorted(p.name for p in (smoke / "report" / "figures").iterdir())
+    assert len(figures) == 6 and "population_fig3.png" in figures
+
+
+def test_the_reports_numbers_are_the_result_files(smoke):
+    """Every rho in the report is the one correlations.json holds (no number typed by hand)."""
+    rows = json.loads((smoke / "population" / "correlations.json").read_text())["correlations"]
+    by_set = {r["dataset"]: r for r in rows if r["method"] == "pearson" and r["ll"] == "random/paper_ll"}
+    lines = findings(smoke)
+    for name, row in by_set.items():
+        line = next(line for line in lines if f"{name.replace('_', '-')} set" in line)
+        assert f"{row['rho']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]" in line
+        assert f"| {row['paper_rho']:+.2f} |" in line
+    attack = json.loads((smoke / "attack" / "attack.json").read_text())
+    line = next(line for line in lines if line.startswith("| Sec. 4.3"))
+    fresh = attack["fresh_episodes"]
+    assert f"{fresh['start_reward']:.1f} -> {fresh['attacked_reward']:.1f}" in line
+
+
+def test_the_same_command_again_skips_every_step_and_writes_the_same_report(smoke, objmm_in, capsys):
+    before = findings(smoke)
+    capsys.readouterr()
+    objmm_in(smoke.parents[2], SMOKE)
+    out = capsys.readouterr().out
+    assert "8 steps (8 done)" in out and "step 1/" not in out
+    assert findings(smoke) == before
+
+
+@pytest.mark.slow
+def test_killed_anywhere_the_same_command_ends_with_the_same_report(smoke, tmp_path, objmm_in):
+    where = with_configs(tmp_path)
+    record = where / "runs" / "reproduce" / "smoke" / "reproduce.json"
+
+    def three_steps_done() -> bool:  # then the kill lands inside the population, or just after
+        return record.is_file() and len(json.loads(record.read_text())["steps"]) >= 3
+
+    kill_when(SMOKE, where, three_steps_done)
+    objmm_in(where, SMOKE)
+    assert findings(record.parent) == findings(smoke)
+
+
+def test_bad_input_is_one_line(in_tmp, error_of):
+    with_configs(in_tmp)
+    assert "unknown scale 'huge'; scales: " in error_of("reproduce", "--scale", "huge")
+    message = error_of(*SMOKE, "--only", "fig3,fig99")
+    assert "unknown step or group 'fig99'" in message and "attack" in message
+    message = error_of(*SMOKE, "--only", "pairs")
+    assert "pairs needs population (objmm population), which has not run" in message
+    assert "--only fig3" in message
+
+
+def test_a_finished_step_made_with_other_settings_is_named(in_tmp, error_of, objmm_in):
+    with_configs(in_tmp)
+    objmm_in(in_tmp, [*SMOKE, "--only", "expert"])
+    scale = yaml.safe_load((ROOT / "configs" / "reproduce" / "smoke.yaml").read_text())
+    scale["reproduce"]["steps"][0]["args"]["size"] = 100
+    (in_tmp / "changed.yaml").write_text(yaml.safe_dump(scale))
+    message = error_of("reproduce", "--config", "changed.yaml", "--only", "expert")
+    assert re.search(r"step expert \(objmm data expert\) was made with other settings \(.*200.*100", message)
+    assert "reproduce.out" in message
+
+
+def test_a_step_that_fails_names_itself(in_tmp, error_of):
+    with_configs(in_tmp)
+    scale = yaml.safe_load((ROOT / "configs" / "reproduce" / "smoke.yaml").read_text())
+    scale["reproduce"]["steps"][0]["args"]["env.id"] = "objmm/NoSuchEnv-v0"
+    (in_tmp / "bad.yaml").write_text(yaml.safe_dump(scale))
+    message = error_of("reproduce", "--config", "bad.yaml", "--only", "expert")
+    assert message.startswith("objmm: error: reproduce: step expert (objmm data expert):")
+    assert "NoSuchEnv" in message and "\n" not in message
