@@ -117,3 +117,20 @@ def test_a_step_that_fails_names_itself(in_tmp, error_of):
     message = error_of("reproduce", "--config", "bad.yaml", "--only", "expert")
     assert message.startswith("objmm: error: reproduce: step expert (objmm data expert):")
     assert "NoSuchEnv" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("scale", sorted(p.stem for p in (ROOT / "configs" / "reproduce").glob("*.yaml")))
+def test_every_step_of_every_scale_is_a_command_line_its_command_accepts(scale, monkeypatch, capsys):
+    """Each step's settings exist and parse (`--print_config`), so a long scale cannot fail at its tenth step
+    on a mistyped setting."""
+    from objmm.cli import dispatch
+    from objmm.experiments.reproduce import ReproduceSettings, step_argv
+
+    monkeypatch.chdir(ROOT)
+    config = yaml.safe_load((ROOT / "configs" / "reproduce" / f"{scale}.yaml").read_text())["reproduce"]
+    settings = ReproduceSettings(**{k: v for k, v in config.items() if k != "ray"})
+    for step in settings.steps:
+        with pytest.raises(SystemExit) as exit_info:
+            dispatch([*step_argv(step, Path("runs/x"), settings.ray), "--print_config"])
+        assert exit_info.value.code in (0, None), step.name
+        assert capsys.readouterr().out.strip(), step.name

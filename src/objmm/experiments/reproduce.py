@@ -230,9 +230,12 @@ class ReproduceRun(ExperimentRun):
         chosen = self.selected()
         todo = [step for step in chosen if step.name not in record]
         minutes = sum(step.minutes for step in todo)
+        unknown = sum(not step.minutes for step in todo)
         print(
-            f"reproduce: scale {s.scale}, {len(chosen)} steps ({len(chosen) - len(todo)} done), "
-            f"about {minutes:.0f} min to go by the scale's projections -> {self.out}",
+            f"reproduce: scale {s.scale}, {len(chosen)} steps ({len(chosen) - len(todo)} done), about "
+            f"{minutes:.0f} min to go by the scale's projections"
+            + (f" ({unknown} of the steps to run have none)" if unknown else "")
+            + f" -> {self.out}",
             flush=True,
         )
         for i, step in enumerate(todo, 1):
