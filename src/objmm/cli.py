@@ -33,6 +33,7 @@ COMMANDS = {
     "attack": ("objmm.experiments.attack", "lower a model's reward without lowering its LL (Sec. 4.3, Fig. 6-7)"),
     "reweight": ("objmm.experiments.reweight", "re-weighted losses on the (S, eps) grid (Sec. 5, Fig. 8, App. D)"),
     "pairs": ("objmm.experiments.pairs", "models of similar LL and far-apart rewards (App. E)"),
+    "goals": ("objmm.experiments.goals", "a PETS run's models on other goals, without retraining (App. B, Fig. 11-13)"),
     "babbling": ("objmm.experiments.babbling", "PETS from off-task initial data of growing size (App. A, Fig. 10)"),
     "reproduce": ("objmm.experiments.reproduce", "the paper's experiments in order, a report beside its numbers"),
 }

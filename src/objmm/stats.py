@@ -131,6 +131,12 @@ def paired_difference(
     return Difference(float(diff.mean()), low, high, int(len(diff)), int(len(np.unique(clusters))))
 
 
+def mean_interval(values, clusters=None, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Difference:
+    """The mean of `values` and its percentile interval over (cluster-)bootstrap resamples."""
+    values = np.asarray(values, dtype=float)
+    return paired_difference(values, np.zeros_like(values), clusters, resamples, confidence, seed)
+
+
 def correlation_change(
     x_from,
     x_to,

@@ -45,6 +45,7 @@ ITEMS = (
     "Sec. 4.3",
     "Fig. 8",
     "App. A",
+    "App. B",
     "App. E",
 )
 
@@ -55,6 +56,7 @@ PAPER = {
     "fig8": "re-weighting gains reward at small S (Fig. 8)",
     "fig10": "more off-task babbling data, slower learning (App. A, Fig. 10)",
     "app_e": "models of similar LL with far-apart rewards (App. E)",
+    "app_b": "goals near 0 solved, farther ones less, as the data covers them (App. B, Fig. 12-13)",
 }
 
 RULES = {
@@ -69,6 +71,8 @@ RULES = {
     "a cell and below in none, direction only if its mean is above 0 in most cells, else not reproduced",
     "Fig. 10": "the mean of the last 3 trials, smallest S minus largest, paired by seed: reproduced if its "
     "interval is above 0, direction only if its mean is",
+    "App. B": "Spearman's rho across goals between the share of the run's rows near the goal and the last "
+    "model's reward: reproduced if its interval is above 0, direction only if it is",
     "App. E": "reproduced if a pair within the LL tolerance and at least the set reward gap apart was found",
 }
 
@@ -277,7 +281,23 @@ def pairs(folder: Path) -> Section:
     return Section([Finding("App. E", "App. E: similar LL, different reward", PAPER["app_e"], ours, verdict)], figures)
 
 
+def goals(folder: Path) -> Section:
+    found = read_json(folder / "goals.json")
+    rho, summary = found["coverage_vs_reward"], found["summary"]
+    rewards = ", ".join(f"{r['goal']:+.1f}: {r['reward']:.1f}" for r in summary)
+    ours = (
+        f"rho(coverage, reward) {interval(rho['spearman'], rho['low'], rho['high'])} "
+        f"over {plural(len(summary), 'goal')}; "
+        f"the last model's reward per goal {rewards}"
+    )
+    verdict = change_verdict(rho["spearman"], rho["low"])
+    figures = [folder / "fig12.png", folder / "fig13.png"]
+    effect = "App. B: the models generalise as far as their data"
+    return Section([Finding("App. B", effect, PAPER["app_b"], ours, verdict)], figures)
+
+
 READERS = {
+    "goals": goals,
     "population": population,
     "attack": attack,
     "reweight": reweight,
