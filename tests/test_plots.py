@@ -3,6 +3,7 @@
 import matplotlib.pyplot as plt
 
 from objmm.experiments.pets import trials_figure
+from objmm.plots import save_figure_atomically
 from objmm.training.reward_callback import reward_and_nll_figure
 
 
@@ -42,9 +43,21 @@ def test_the_reward_figure_marks_the_epochs_of_best_reward_and_best_nll():
         [0, 1, 2, 3, 4, 5, 6, 7, 8],
         [-6.0, -8, -9, -10, -11, -12, -13, -14, -15],
         metric="val/nll",
+        others={"random": [(0, -5.0), (4, -9.0), (8, -12.0)]},
     )
     ax_reward, ax_nll = fig.axes
     legend = [t.get_text() for t in ax_reward.get_legend().get_texts()]
     assert "best reward (epoch 5)" in legend and "best NLL (epoch 8)" in legend
-    assert ax_nll.get_ylabel() == "NLL on the val set" and ax_reward.get_ylabel() == "episode reward"
+    assert "NLL on the random set" in legend  # the second validation set, on the NLL's axis
+    assert [list(line.get_ydata()) for line in ax_nll.get_lines()][1] == [-5.0, -9.0, -12.0]
+    assert ax_nll.get_ylabel() == "NLL on the val set (lower is better)"
+    assert ax_reward.get_ylabel() == "episode reward (higher is better)"
     plt.close(fig)
+
+
+def test_every_figure_is_saved_with_a_vector_copy(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    png = save_figure_atomically(fig, tmp_path / "fig.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and (tmp_path / "fig.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.pdf", "fig.png"]  # no temporary file left

@@ -61,7 +61,12 @@ def legend_below(ax, handles: list) -> None:
 
 
 def save_figure_atomically(fig, path: Path) -> Path:
+    """`path` (a PNG at 150 dpi) and its vector copy beside it (`.pdf`, for a paper), each written atomically."""
+    path = Path(path)
     try:
-        return atomic.write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
+        atomic.write_atomically(
+            path.with_suffix(".pdf"), lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight")
+        )
+        return atomic.write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
     finally:
         plt.close(fig)

@@ -124,7 +124,7 @@ class PairsRun(ExperimentRun):
             print(f"pairs: pair {i + 1}/{len(self.chosen)}: planning along the expert trajectory", flush=True)
             found = along_expert(modules, self.trajectory, self.cem, self.env["kwargs"], self.seed, self.device)
             names = [
-                f"{Path(r['run']).name} trial {r['trial']}: reward {r['reward/mean']:.0f}, LL {r[s.ll]:.3f}"
+                f"{Path(r['run']).name} trial {r['trial']}: reward {r['reward/mean']:.1f}, LL {r[s.ll]:.3f}"
                 for r in (high, low)
             ]
             figure = plot_models_along_expert(

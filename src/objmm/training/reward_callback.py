@@ -160,8 +160,18 @@ class EpisodeRewardCallback(L.Callback):
             return
         epochs, means, stds = zip(*self.reward_history, strict=True)
         nll_epochs, nll = zip(*self.monitor_history, strict=True) if self.monitor_history else ((), ())
-        title = f"{pl_module.model.task.name}: episode reward and {metric_label(self.monitor)} while training"
-        figure = reward_and_nll_figure(epochs, means, stds, nll_epochs, nll, metric=self.monitor, title=title)
+        task = pl_module.model.task.name.removeprefix("PETS ")  # the env is PETS's; the fit is not
+        title = f"A model of the {task} as it trains: episode reward and {metric_label(self.monitor)}"
+        # the monitored metric on every other validation set too (fit's `data.val_sets`), dashed
+        metric = self.monitor.rpartition("/")[2]
+        others = {
+            key.rpartition("/")[0]: [(row["epoch"], row[key]) for row in self.metrics_history if key in row]
+            for key in sorted({k for row in self.metrics_history for k in row})
+            if key.endswith(f"/{metric}") and key != self.monitor
+        }
+        figure = reward_and_nll_figure(
+            epochs, means, stds, nll_epochs, nll, metric=self.monitor, title=title, others=others
+        )
         self.figure_path = save_figure_atomically(figure, run_directory(trainer) / self.figure_name)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -190,9 +200,11 @@ def reward_and_nll_figure(
     nll: Sequence[float],
     metric: str = "val/nll",
     title: str = "",
+    others: dict[str, list[tuple[int, float]]] | None = None,
 ):
     """Episode reward (mean ± std) and a validation metric against training epoch (the paper's
-    Fig. 4), with the epochs of best reward and best metric marked."""
+    Fig. 4), with the epochs of best reward and best metric marked; `others` (validation set ->
+    [(epoch, value)]): the same metric on other validation sets, dashed, on the metric's axis."""
     fig, ax_reward = plt.subplots(figsize=(6.4, 4.0))
     mean = list(reward_mean)
     low = [m - s for m, s in zip(mean, reward_std, strict=True)]
@@ -201,7 +213,7 @@ def reward_and_nll_figure(
     handles = ax_reward.plot(reward_epochs, mean, "o-", color="tab:blue", label="episode reward (mean ± std)")
     ax_reward.fill_between(reward_epochs, low, high, color="tab:blue", alpha=0.2)
     ax_reward.set_xlabel("training epoch")
-    ax_reward.set_ylabel("episode reward", color="tab:blue")
+    ax_reward.set_ylabel("episode reward (higher is better)", color="tab:blue")
     ax_reward.xaxis.set_major_locator(MaxNLocator(integer=True))
     best = max(range(len(mean)), key=mean.__getitem__)
     handles += ax_reward.plot(
@@ -214,7 +226,13 @@ def reward_and_nll_figure(
     )
     ax_nll = ax_reward.twinx()
     handles += ax_nll.plot(nll_epochs, nll, "-", color="tab:red", label=label)
-    ax_nll.set_ylabel(label, color="tab:red")
+    for i, (name, points) in enumerate(sorted((others or {}).items())):
+        if points:
+            x, y = zip(*points, strict=True)
+            shade = plt.cm.Oranges(0.5 + 0.4 * i / max(1, len(others) - 1))
+            handles += ax_nll.plot(x, y, "--", color=shade, label=metric_label(f"{name}/{metric.rpartition('/')[2]}"))
+    better = "higher" if "paper_ll" in metric else "lower"
+    ax_nll.set_ylabel(f"{label} ({better} is better)", color="tab:red")
     if len(nll):
         values = list(nll)
         pick = max if "paper_ll" in metric else min
