@@ -66,6 +66,21 @@ def test_the_reports_numbers_are_the_result_files(smoke):
     assert f"{fresh['start_reward']:.1f} -> {fresh['attacked_reward']:.1f}" in line
 
 
+def test_the_report_is_its_summary_rendered(smoke):
+    """report.md is made from summary.json alone, so a committed report can be checked against it."""
+    summary = json.loads((smoke / "report" / "summary.json").read_text())
+    assert report.render(summary) == (smoke / "report" / "report.md").read_text()
+    assert len(summary["findings"]) == len(findings(smoke))
+
+
+@pytest.mark.parametrize(
+    "committed", sorted((ROOT / "docs" / "reproduce").glob("*/summary.json")), ids=lambda p: p.parent.name
+)
+def test_a_committed_report_is_its_committed_summary(committed):
+    """The reports under docs/reproduce/ (what docs/experiments.md points at) say what their summaries say."""
+    assert report.render(json.loads(committed.read_text())) == (committed.parent / "report.md").read_text()
+
+
 def test_the_same_command_again_skips_every_step_and_writes_the_same_report(smoke, objmm_in, capsys):
     before = findings(smoke)
     capsys.readouterr()
@@ -101,6 +116,8 @@ def test_bad_input_is_one_line(in_tmp, error_of):
 def test_a_finished_step_made_with_other_settings_is_named(in_tmp, error_of, objmm_in):
     with_configs(in_tmp)
     objmm_in(in_tmp, [*SMOKE, "--only", "expert"])
+    partial = findings(in_tmp / "runs" / "reproduce" / "smoke")
+    assert partial and all(line.endswith("| not run yet |  |") for line in partial)  # the rest is not run yet
     scale = yaml.safe_load((ROOT / "configs" / "reproduce" / "smoke.yaml").read_text())
     scale["reproduce"]["steps"][0]["args"]["size"] = 100
     (in_tmp / "changed.yaml").write_text(yaml.safe_dump(scale))

@@ -11,7 +11,8 @@ Verdicts, on the direction of each effect (`RULES` says how each is decided):
 - `direction only`: the paper's direction, but the interval holds 0 (or there is no interval);
 - `not reproduced`: not the paper's number, or the opposite direction;
 - `undecided (interval too wide)`: an interval of rho wider than 1 (a handful of models) decides nothing;
-- `not run at this scale`: a step of the paper the scale leaves out.
+- `not run at this scale`: a step of the paper the scale leaves out; `not run yet`: the scale has
+  steps that have not run (`--only`), so an experiment without a finding may be one of them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from objmm.errors import ObjmmError
 from objmm.stats import paired_difference
 
 REPRODUCED, DIRECTION, NOT_REPRODUCED = "reproduced", "direction only", "not reproduced"
-UNDECIDED, NOT_RUN = "undecided (interval too wide)", "not run at this scale"
+UNDECIDED, NOT_RUN, NOT_RUN_YET = "undecided (interval too wide)", "not run at this scale", "not run yet"
 
 #: the paper's experiments the report gives a verdict on; a scale that leaves one out says so
 ITEMS = (
@@ -325,14 +326,13 @@ def machine() -> str:
 
 
 def write_report(out: Path, scale: str, steps: list, done: dict[str, dict]) -> Report:
-    """`out/report/report.md` and its figures (copied to `out/report/figures/`), from the finished steps."""
+    """`out/report/summary.json` (every number of the report, read from the finished steps' result
+    files), `report.md` rendered from it alone (`render`), and the figures, copied to `figures/`."""
     folder = out / "report"
     (folder / "figures").mkdir(parents=True, exist_ok=True)
-    findings, figures, lines = [], [], []
+    findings, figures = [], []
     for step in steps:
-        if not step.report:
-            continue
-        if step.name not in done:
+        if not step.report or step.name not in done:
             continue
         section = READERS[step.report](out / step.name)
         for finding in section.findings:
@@ -344,38 +344,64 @@ def write_report(out: Path, scale: str, steps: list, done: dict[str, dict]) -> R
                 shutil.copyfile(figure, copy)
                 figures.append(copy)
     covered = {f.item for f in findings}
-    findings += [Finding(item, item, "", "", NOT_RUN) for item in ITEMS if item not in covered]
-    total = sum(d["seconds"] for d in done.values())
-    lines += [
-        f"# objmm reproduce: scale {scale}",
+    unfinished = [s for s in steps if s.report and s.name not in done]
+    missing = NOT_RUN_YET if unfinished else NOT_RUN
+    findings += [Finding(item, item, "", "", missing) for item in ITEMS if item not in covered]
+    summary = {
+        "scale": scale,
+        "machine": machine(),
+        "findings": [{"item": f.item, **f.as_row()} for f in findings],
+        "steps": [
+            {
+                "name": s.name,
+                "command": s.command,
+                **({k: done[s.name][k] for k in ("argv", "seconds")} if s.name in done else {}),
+            }
+            for s in steps
+        ],
+        "figures": [f.name for f in figures],
+    }
+    atomic.write_json(folder / "summary.json", summary)
+    path = folder / "report.md"
+    atomic.write_text(path, render(summary))
+    return Report(path, findings, figures)
+
+
+def render(summary: dict) -> str:
+    """The report's Markdown from its summary alone: a committed report can be checked against its summary."""
+    done = [s for s in summary["steps"] if "seconds" in s]
+    total = sum(s["seconds"] for s in done)
+    lines = [
+        f"# objmm reproduce: scale {summary['scale']}",
         "",
-        f"Machine: {machine()}. Wall time of the steps: {total / 60:.1f} min.",
+        f"Machine: {summary['machine']}. Wall time of the {plural(len(done), 'step')} run: {total / 60:.1f} min.",
         "",
         "## The paper's effects",
         "",
         "| effect | the paper | objmm | verdict | step |",
         "| --- | --- | --- | --- | --- |",
-        *(f"| {f.effect} | {f.paper} | {f.ours} | {f.verdict} | {f.step} |" for f in findings),
+        *(
+            f"| {f['effect']} | {f['paper']} | {f['objmm']} | {f['verdict']} | {f['step']} |"
+            for f in summary["findings"]
+        ),
         "",
         "## The steps",
         "",
         "| step | command | wall time |",
         "| --- | --- | --- |",
         *(
-            f"| {s.name} | `objmm {shlex.join(done[s.name]['argv'])}` | {done[s.name]['seconds'] / 60:.1f} min |"
-            if s.name in done
-            else f"| {s.name} | `objmm {s.command}` | not run |"
-            for s in steps
+            f"| {s['name']} | `objmm {shlex.join(s['argv'])}` | {s['seconds'] / 60:.1f} min |"
+            if "seconds" in s
+            else f"| {s['name']} | `objmm {s['command']}` | not run |"
+            for s in summary["steps"]
         ),
         "",
         "## Figures",
         "",
-        *(f"![{f.stem}](figures/{f.name})\n" for f in figures),
+        *(f"![{Path(name).stem}](figures/{name})\n" for name in summary["figures"]),
         "## How the verdicts are decided",
         "",
         *(f"- {name}: {rule}." for name, rule in RULES.items()),
         "",
     ]
-    path = folder / "report.md"
-    atomic.write_text(path, "\n".join(lines))
-    return Report(path, findings, figures)
+    return "\n".join(lines)
