@@ -10,7 +10,8 @@ Verdicts, on the direction of each effect (`RULES` says how each is decided):
   effect has the paper's direction with an interval that excludes no effect;
 - `direction only`: the paper's direction, but the interval holds 0 (or there is no interval);
 - `not reproduced`: not the paper's number, or the opposite direction;
-- `undecided (interval too wide)`: an interval of rho wider than 1 (a handful of models) decides nothing;
+- `undecided`: an interval of rho wider than 1 (a handful of models), or a paired change resampled by
+  run over fewer than 3 runs, decides nothing;
 - `not run at this scale`: a step of the paper the scale leaves out; `not run yet`: the scale has
   steps that have not run (`--only`), so an experiment without a finding may be one of them.
 """
@@ -34,7 +35,8 @@ from objmm.errors import ObjmmError
 from objmm.stats import paired_difference
 
 REPRODUCED, DIRECTION, NOT_REPRODUCED = "reproduced", "direction only", "not reproduced"
-UNDECIDED, NOT_RUN, NOT_RUN_YET = "undecided (interval too wide)", "not run at this scale", "not run yet"
+UNDECIDED, FEW_RUNS = "undecided (interval too wide)", "undecided (fewer than 3 runs)"
+NOT_RUN, NOT_RUN_YET = "not run at this scale", "not run yet"
 
 #: the paper's experiments the report gives a verdict on; a scale that leaves one out says so
 ITEMS = (
@@ -63,8 +65,8 @@ PAPER = {
 RULES = {
     "Fig. 3": "reproduced if the paper's rho lies in our 95% interval (clustered by run with 3 runs or "
     "more, else over models)",
-    "App. C": "the paired change of rho on the same models: reproduced if its interval is above 0, direction "
-    "only if its mean is, else not reproduced",
+    "App. C": "the paired change of rho on the same models, resampled by run: reproduced if its interval is above "
+    "0, direction only if its mean is, else not reproduced; undecided with fewer than 3 runs",
     "Sec. 4.3": "reproduced if the reward on fresh episodes fell by at least half the paper's -44% with the LL "
     "kept in its bound, direction only if it fell at all",
     "Fig. 4-5": "reproduced if the reward's best epoch comes before the validation loss's in most model types",
@@ -169,8 +171,9 @@ def population(folder: Path) -> Section:
                     f"App. C {name}",
                     f"App. C, {name}: rho with {to} batches minus random batches, on-policy set",
                     f"{paper[to] - paper[frm]:+.2f} ({paper[frm]:.2f} -> {paper[to]:.2f})",
-                    f"{interval(change['mean'], change['low'], change['high'])} (paired, {change['n']} models)",
-                    change_verdict(change["mean"], change["low"]),
+                    f"{interval(change['mean'], change['low'], change['high'])} (paired, {change['n']} models "
+                    f"of {plural(change['clusters'], 'run')}, resampled by run)",
+                    FEW_RUNS if change["clusters"] < 3 else change_verdict(change["mean"], change["low"]),
                 )
             )
     return section
