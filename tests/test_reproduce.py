@@ -139,7 +139,7 @@ def test_a_step_that_fails_names_itself(in_tmp, error_of):
 def test_every_step_of_every_scale_is_a_command_line_its_command_accepts(scale, monkeypatch, capsys):
     """Each step's settings exist and parse (`--print_config`), so a long scale cannot fail at its tenth step
     on a mistyped setting."""
-    from objmm.cli import dispatch
+    from objmm.commands import dispatch
     from objmm.experiments.reproduce import ReproduceSettings, step_argv
 
     monkeypatch.chdir(ROOT)

@@ -1,6 +1,6 @@
-"""`objmm`: one command line for every experiment. Dispatch only: each command is a module of
-`objmm.experiments` with a `main(argv)`, imported when that command runs (so `objmm --help` and a
-mistyped command answer at once, without torch or Lightning).
+"""`objmm`: one command line for every experiment: the usage, then `commands.dispatch` (each
+command's module is imported only when it runs, so `objmm --help` and a mistyped command answer
+at once, without torch or Lightning).
 
 Bad input ends with one line, `objmm: error: ...`, and exit status 2; Ctrl-C with the line that
 says how to go on, and exit status 130.
@@ -8,37 +8,14 @@ says how to go on, and exit status 130.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import logging
 import os
 import sys
 import warnings
 
 from objmm import interrupts
-from objmm.errors import ObjmmError
-
-#: command -> (module with `main(argv)`, what it does)
-COMMANDS = {
-    "fit": ("objmm.experiments.fit", "fit a model, its real reward measured as it trains (Fig. 4-5)"),
-    "validate": ("objmm.experiments.fit", "Lightning's validate on a fit config"),
-    "test": ("objmm.experiments.fit", "Lightning's test on a fit config"),
-    "predict": ("objmm.experiments.fit", "Lightning's predict on a fit config"),
-    "pets": ("objmm.experiments.pets", "the PETS loop: train, plan, collect, per trial (Fig. 3's runs, App. A-B)"),
-    "data": ("objmm.experiments.datasets", "the paper's datasets: grid, sampled, babbling, expert, on-policy"),
-    "evaluate": ("objmm.experiments.evaluate", "saved models' LL, NLL and MSE on named datasets"),
-    "pets-sweep": ("objmm.experiments.pets_sweep", "many PETS runs (seeds x model types): a population"),
-    "fit-sweep": ("objmm.experiments.fit_sweep", "many fits per model type, reward and NLL per epoch (Fig. 4-5)"),
-    "population": ("objmm.experiments.population", "LL against reward of every model of a population (Fig. 3)"),
-    "attack": ("objmm.experiments.attack", "lower a model's reward without lowering its LL (Sec. 4.3, Fig. 6-7)"),
-    "reweight": ("objmm.experiments.reweight", "re-weighted losses on the (S, eps) grid (Sec. 5, Fig. 8, App. D)"),
-    "pairs": ("objmm.experiments.pairs", "models of similar LL and far-apart rewards (App. E)"),
-    "goals": ("objmm.experiments.goals", "a PETS run's models on other goals, without retraining (App. B, Fig. 11-13)"),
-    "babbling": ("objmm.experiments.babbling", "PETS from off-task initial data of growing size (App. A, Fig. 10)"),
-    "reproduce": ("objmm.experiments.reproduce", "the paper's experiments in order, a report beside its numbers"),
-}
-#: the commands that are LightningCLI's own subcommands (their module's `main` takes the subcommand too)
-LIGHTNING = ("fit", "validate", "test", "predict")
+from objmm.commands import COMMANDS, dispatch
+from objmm.errors import objmm_cause
 
 
 def usage() -> str:
@@ -50,24 +27,6 @@ def usage() -> str:
         + "\n".join(lines)
         + "\n\n`objmm COMMAND --help` lists a command's settings; `--print_config` prints them all."
     )
-
-
-def command_of(argv: list[str]) -> str:
-    """The command `argv` runs; a one-line error (with a guess) for one that does not exist."""
-    if not argv or argv[0].startswith("-"):
-        return "fit"  # `objmm --config X` is fit's, as LightningCLI reads it (and asks for a subcommand)
-    if argv[0] not in COMMANDS:
-        guess = difflib.get_close_matches(argv[0], COMMANDS, n=1)
-        hint = f"did you mean {guess[0]}? " if guess else ""
-        raise ObjmmError(f"unknown command {argv[0]!r}; {hint}(`objmm --help` lists the commands)")
-    return argv[0]
-
-
-def dispatch(argv: list[str]) -> None:
-    """Run `objmm ARGV...` in this process (errors are raised, not printed: `main` prints them)."""
-    command = command_of(argv)
-    module = importlib.import_module(COMMANDS[command][0])
-    module.main(argv if command in LIGHTNING or argv[0].startswith("-") else argv[1:])
 
 
 def main(args: list[str] | None = None) -> None:
@@ -97,18 +56,6 @@ def main(args: list[str] | None = None) -> None:
     finish_wandb(exit_code=0)
 
 
-def objmm_cause(error: BaseException) -> ObjmmError | None:
-    """The ObjmmError behind `error`, if any: jsonargparse wraps the errors of the classes it
-    instantiates (a callback's bad setting) in its own, with ours as the cause."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, ObjmmError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
 def finish_wandb(exit_code: int) -> None:
     """Close the W&B run, if the command started one (W&B is imported only by commands that log)."""
     if "wandb" in sys.modules:
@@ -117,4 +64,4 @@ def finish_wandb(exit_code: int) -> None:
         finish(exit_code)
 
 
-__all__ = ["COMMANDS", "dispatch", "main"]
+__all__ = ["COMMANDS", "main"]

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import yaml
 
-from objmm.errors import ObjmmError
+from objmm.commands import dispatch
+from objmm.errors import ObjmmError, objmm_cause
 from objmm.experiments import report
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, finish_wandb, run_experiment
 from objmm.experiments.framework.config import changed_settings
@@ -264,8 +265,6 @@ class ReproduceRun(ExperimentRun):
 
 def run_step(step: Step, argv: list[str]) -> None:
     """One step in this process: its command, then its W&B run closed, as `objmm` would."""
-    from objmm.cli import dispatch, objmm_cause
-
     try:
         dispatch(argv)
     except KeyboardInterrupt:
