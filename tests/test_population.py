@@ -181,6 +181,10 @@ def test_the_population_table_figure_and_correlations(pets_runs):
     # large batches: random rows, 30 a batch instead of 16 (same rows in all: the same mean LL)
     assert row["random/large/paper_ll"] == pytest.approx(row["random/random/paper_ll"])
     assert row["random/large/paper_ll_batch_median"] != row["random/random/paper_ll_batch_median"]
+    # the grid is one-step data: its trajectory batches are its random batches (copied, not measured
+    # again), while the rollouts' trajectory batches differ from their random ones
+    assert row["grid/trajectory/paper_ll_batch_median"] == row["grid/random/paper_ll_batch_median"]
+    assert row["random/trajectory/paper_ll_batch_median"] != row["random/random/paper_ll_batch_median"]
     found = json.loads((pets_runs / "reference" / "correlations.json").read_text())["correlations"]
     assert {(c["dataset"], c["ll"], c["method"]) for c in found} >= {
         ("grid", "trajectory/paper_ll_batch_median", "spearman")

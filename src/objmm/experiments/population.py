@@ -180,8 +180,15 @@ def evaluate_block(
     out = [dict(row) for row in rows]
     for name, source in s.datasets.items():
         data = _dataset(source, env["id"], seed, json.dumps(env["kwargs"] or {}, sort_keys=True))
-        for mode in s.batches:
+        for mode in sorted(s.batches, key=lambda m: m == "trajectory"):  # trajectory last: it may copy random
             rows_per_batch = s.large_batch_size if mode == "large" else s.batch_size
+            if mode == "trajectory" and "random" in s.batches and not data.has_trajectories():
+                # one-step data (grid, sampled) has no trajectories: its "trajectory" batches are the
+                # random ones (`TransitionDataset.batches`), so are its numbers; copied, not measured twice
+                for row in out:
+                    row.update({f"{name}/trajectory/{k}": row[f"{name}/random/{k}"] for k in TABLE_METRICS
+                                if f"{name}/random/{k}" in row})  # fmt: skip
+                continue
             for row, module in zip(out, modules, strict=True):
                 metrics = dataset_metrics(
                     module.model,
