@@ -5,6 +5,7 @@ from objmm.objectives.distance_weighted import DistanceWeighted
 from objmm.objectives.mse import MSE, squared_error
 from objmm.objectives.nll import GaussianNLL, gaussian_nll
 from objmm.objectives.reward_weighted import RewardWeighted
+from objmm.objectives.value_equivalence import ValueEquivalence
 
 __all__ = [
     "build_objective",
@@ -13,6 +14,7 @@ __all__ = [
     "GaussianNLL",
     "Objective",
     "RewardWeighted",
+    "ValueEquivalence",
     "gaussian_nll",
     "squared_error",
 ]
