@@ -109,3 +109,92 @@ def test_training_on_value_equivalence_lowers_the_value_gap():
         objective(model(batch["obs"], batch["action"]), target, batch).mean().backward()
         optimiser.step()
     assert value_gap() < 0.5 * before
+
+
+# ----------------------------------------------------------------------------- value-gradient weighting
+
+
+def test_rewards_to_go_sum_each_trajectorys_next_rows_in_step_order():
+    from objmm.objectives.value_gradient import rewards_to_go
+
+    rewards = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
+    episode = torch.tensor([0, 1, 0, 1, 0])
+    step = torch.tensor([2, 0, 0, 1, 1])  # episode 0 in step order: rows 2 (4), 4 (16), 0 (1)
+    found = rewards_to_go(rewards, episode, step, horizon=2, discount=0.5)
+    assert found.tolist() == [1.0, 2.0 + 0.5 * 8.0, 4.0 + 0.5 * 16.0, 8.0, 16.0 + 0.5 * 1.0]
+
+
+def linear_value(objective, slopes: list[float]):
+    """V(s) = slopes . s, so dV/ds = slopes on every row; the clip and scale set by hand."""
+    from torch import nn
+
+    value = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        value.weight.copy_(torch.tensor([slopes]))
+    objective.value = value.requires_grad_(False)
+    objective.obs_mean, objective.obs_std = torch.zeros(4), torch.ones(4)
+    objective.target_std, objective.clip_norm, objective.mean_norm = torch.tensor(1.0), 100.0, 1.0
+
+
+def test_value_gradient_mse_weighs_each_dimension_by_the_values_slope():
+    from objmm.objectives import ValueGradientWeighted
+
+    objective = bound(ValueGradientWeighted(loss="mse"))
+    linear_value(objective, [2.0, 0.0, 1.0, 0.0])
+    batch = batch_of()
+    target = batch["next_obs"] - batch["obs"]
+    mean = (target + torch.tensor([0.1, 5.0, -0.2, 5.0])).expand(2, -1, -1).clone().requires_grad_()
+    loss = objective(Prediction(mean, None), target, batch)
+    # (2 x 0.1)^2 + (0 x 5)^2 + (1 x -0.2)^2 + 0: the value does not see dimensions 1 and 3
+    assert torch.allclose(loss, torch.full((2, 6), 0.04 + 0.04))
+    loss.sum().backward()
+    assert mean.grad[..., 1].abs().sum() == 0 and mean.grad[..., 0].abs().sum() > 0
+    # the gradient's norm (sqrt 5) clipped at 1 and divided by the mean clipped norm (here 0.5)
+    objective.clip_norm, objective.mean_norm = 1.0, 0.5
+    clipped = objective(Prediction(mean.detach(), None), target, batch)
+    assert torch.allclose(clipped, loss.detach() / 5 * 4, rtol=1e-5)
+
+
+def test_value_gradient_nll_weighs_each_dimensions_nll_by_its_squared_slope():
+    from objmm.objectives import ValueGradientWeighted
+
+    objective = bound(ValueGradientWeighted(loss="nll", floor=0.0))
+    linear_value(objective, [1.0, 1.0, 0.0, 0.0])
+    batch = batch_of(rows=1)
+    target = batch["next_obs"] - batch["obs"]
+    mean, logvar = target + 0.5, torch.zeros(1, 1, 4)
+    loss = objective(Prediction(mean[None], logvar), target, batch)
+    per_dim = 0.5 * 0.25 + 0.5 * math.log(2 * math.pi)  # the NLL of an error of 0.5 at unit variance
+    assert float(loss) == pytest.approx(2 * per_dim + 2 * per_dim)  # weights 2, 2, 0, 0 (mean 1)
+
+
+def test_the_value_function_fits_the_rewards_to_go_of_real_rollouts():
+    from objmm.data import load_source
+    from objmm.objectives import ValueGradientWeighted
+    from objmm.objectives.value_gradient import rewards_to_go
+
+    data = load_source("random:4x100", CARTPOLE.env_id, seed=0)
+    objective = bound(ValueGradientWeighted(horizon=10, steps=400))
+    objective.on_fit_start(data)
+    d = data.data
+    targets = rewards_to_go(objective.reward(d["next_obs"], d["action"]), d["episode"], d["step"], 10, 0.99)
+    x = (d["next_obs"] - objective.obs_mean) / objective.obs_std
+    fitted = objective.value(x)[:, 0] * objective.target_std + objective.target_mean
+    explained = 1 - float((fitted - targets).square().mean() / targets.var())
+    assert explained > 0.8
+    g = objective.gradient(d["next_obs"])
+    assert g.norm(dim=-1).max() <= objective.clip_norm / objective.mean_norm + 1e-4
+    assert float(g.norm(dim=-1).mean()) == pytest.approx(1.0, rel=1e-4)  # scaled to mean norm 1
+    assert not any(p.requires_grad for p in objective.value.parameters())
+
+
+def test_a_value_gradient_objective_before_its_fit_and_bad_settings_are_one_line():
+    from objmm.errors import ObjmmError
+    from objmm.objectives import ValueGradientWeighted
+
+    objective = bound(ValueGradientWeighted())
+    batch = batch_of()
+    with pytest.raises(ObjmmError, match="fitted at the start of a fit"):
+        objective(Prediction(torch.zeros(1, 6, 4), None), torch.zeros(6, 4), batch)
+    with pytest.raises(ObjmmError, match="horizon, steps >= 1"):
+        ValueGradientWeighted(horizon=0)

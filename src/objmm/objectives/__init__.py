@@ -6,6 +6,7 @@ from objmm.objectives.mse import MSE, squared_error
 from objmm.objectives.nll import GaussianNLL, gaussian_nll
 from objmm.objectives.reward_weighted import RewardWeighted
 from objmm.objectives.value_equivalence import ValueEquivalence
+from objmm.objectives.value_gradient import ValueGradientWeighted
 
 __all__ = [
     "build_objective",
@@ -15,6 +16,7 @@ __all__ = [
     "Objective",
     "RewardWeighted",
     "ValueEquivalence",
+    "ValueGradientWeighted",
     "gaussian_nll",
     "squared_error",
 ]
