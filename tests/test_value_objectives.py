@@ -1,6 +1,7 @@
 """The value-aware objectives against hand-computed losses: value equivalence (Grimm et al. 2020)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,3 +199,89 @@ def test_a_value_gradient_objective_before_its_fit_and_bad_settings_are_one_line
         objective(Prediction(torch.zeros(1, 6, 4), None), torch.zeros(6, 4), batch)
     with pytest.raises(ObjmmError, match="horizon, steps >= 1"):
         ValueGradientWeighted(horizon=0)
+
+
+# ----------------------------------------------------------------------------- multi-step
+
+
+@pytest.fixture
+def rollouts():
+    """Two 10-step cartpole rollouts, a small model of them, and the MultiStep objective fitted to them."""
+    from objmm.data import load_source
+    from objmm.models import DynamicsModel
+
+    torch.manual_seed(0)
+    data = load_source("random:2x10", CARTPOLE.env_id, seed=0)
+    model = DynamicsModel(CARTPOLE.env_id, members=2, width=8, depth=1, probabilistic=True)
+    model.fit_normaliser(data.data["obs"], data.data["action"])
+    return data, model
+
+
+def multi_step(model, data, **settings):
+    from objmm.objectives import MultiStep
+
+    objective = MultiStep(**settings)
+    objective.bind(CARTPOLE, {})
+    objective.attach(model)
+    objective.on_fit_start(data)
+    return objective
+
+
+def test_multi_step_with_one_step_is_the_one_step_loss(rollouts):
+    from objmm.objectives import gaussian_nll
+
+    data, model = rollouts
+    batch = data.data[:7]
+    prediction, target = model(batch["obs"], batch["action"]), model.targets(batch["obs"], batch["next_obs"])
+    one = multi_step(model, data, steps=1)(prediction, target, batch)
+    assert torch.equal(one, gaussian_nll(prediction.mean, prediction.logvar, target))
+
+
+def test_multi_step_equals_the_rollout_computed_by_hand(rollouts):
+    from objmm.objectives import gaussian_nll
+
+    data, model = rollouts
+    d = data.data
+    rows = [0, 3, 9, 12]  # row 9 ends episode 0: its rollout is its first step alone
+    batch = d[rows]
+    prediction, target = model(batch["obs"], batch["action"]), model.targets(batch["obs"], batch["next_obs"])
+    found = multi_step(model, data, steps=3, discount=0.5)(prediction, target, batch)
+    for i, row in enumerate(rows):
+        for e in range(2):
+            losses = [float(gaussian_nll(prediction.mean[e, i], prediction.logvar[e, i], target[i]).detach())]
+            state = model.next_obs(d["obs"][row], prediction.mean[e, i])
+            for j in (1, 2):
+                nxt = row + j
+                if nxt >= len(d) or int(d["episode"][nxt]) != int(d["episode"][row]):
+                    break
+                p = model(state.expand(2, 1, -1), d["action"][nxt].expand(2, 1, -1))  # member e's own row
+                losses.append(float(gaussian_nll(p.mean[e, 0], p.logvar[e, 0], d["next_obs"][nxt] - state).detach()))
+                state = model.next_obs(state, p.mean[e, 0])
+            weights = [0.5**j for j in range(len(losses))]
+            expected = sum(w * v for w, v in zip(weights, losses, strict=True)) / sum(weights)
+            assert float(found[e, i].detach()) == pytest.approx(expected, rel=1e-5), (row, e)
+    # the rollout's later steps reach the model's weights through its own predicted states
+    found.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+
+
+def test_rows_of_another_dataset_end_their_rollout_and_one_step_data_is_refused(rollouts):
+    from objmm.data import load_source
+    from objmm.errors import ObjmmError
+    from objmm.objectives import gaussian_nll
+
+    data, model = rollouts
+    other = load_source("random:2x10", CARTPOLE.env_id, seed=5).data[:6]  # the same episode and step numbers
+    prediction, target = model(other["obs"], other["action"]), model.targets(other["obs"], other["next_obs"])
+    found = multi_step(model, data, steps=3)(prediction, target, other)
+    assert torch.allclose(found, gaussian_nll(prediction.mean, prediction.logvar, target))
+    with pytest.raises(ObjmmError, match="MultiStep needs trajectories"):
+        multi_step(model, load_source("grid:2", CARTPOLE.env_id), steps=3)
+    with pytest.raises(ObjmmError, match="steps >= 1"):
+        multi_step(model, data, steps=0)
+
+
+def test_a_multi_step_fit_on_one_step_data_is_one_line(in_tmp, error_of):
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "fit" / "tiny.yaml")
+    message = error_of("fit", "--config", config, "--model.objective", "objmm.objectives.MultiStep")
+    assert message.startswith("objmm: error: MultiStep needs trajectories") and "\n" not in message

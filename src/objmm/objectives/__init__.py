@@ -3,6 +3,7 @@
 from objmm.objectives.base import Objective, build_objective
 from objmm.objectives.distance_weighted import DistanceWeighted
 from objmm.objectives.mse import MSE, squared_error
+from objmm.objectives.multi_step import MultiStep
 from objmm.objectives.nll import GaussianNLL, gaussian_nll
 from objmm.objectives.reward_weighted import RewardWeighted
 from objmm.objectives.value_equivalence import ValueEquivalence
@@ -13,6 +14,7 @@ __all__ = [
     "MSE",
     "DistanceWeighted",
     "GaussianNLL",
+    "MultiStep",
     "Objective",
     "RewardWeighted",
     "ValueEquivalence",

@@ -25,6 +25,7 @@ from objmm.models.ensemble import Prediction
 if TYPE_CHECKING:
     from objmm.data import TransitionDataset
     from objmm.envs import Task
+    from objmm.models import DynamicsModel
 
 
 class Objective(ABC):
@@ -36,6 +37,10 @@ class Objective(ABC):
     def bind(self, task: Task, env_kwargs: dict) -> None:  # noqa: B027 (an optional hook: nothing to do by default)
         """Called once by the model that trains with this objective, with its env (an objective that
         needs the env's reward or an expert dataset of that env checks and reads it here)."""
+
+    def attach(self, model: DynamicsModel) -> None:  # noqa: B027 (an optional hook)
+        """Called once with the model that trains with this objective (one that rolls the model
+        forward over several steps keeps it)."""
 
     def on_fit_start(self, train_set: TransitionDataset) -> None:  # noqa: B027 (an optional hook)
         """Called at the start of every fit with the rows it trains on (online re-weighting reads them)."""

@@ -56,6 +56,7 @@ class DynamicsModule(L.LightningModule):
         self.layer_decays = decays
         self.env_kwargs = dict(env_kwargs or {})
         self.objective.bind(self.model.task, self.env_kwargs)
+        self.objective.attach(self.model)
         self.val_names: list[str] = []
         self._val: list[MetricsAccumulator] = []
 
