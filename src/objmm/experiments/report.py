@@ -32,11 +32,11 @@ import yaml
 from objmm import atomic
 from objmm.envs import get_task
 from objmm.errors import ObjmmError
-from objmm.stats import paired_difference
+from objmm.stats import mean_interval, paired_difference
 
 REPRODUCED, DIRECTION, NOT_REPRODUCED = "reproduced", "direction only", "not reproduced"
 UNDECIDED, FEW_RUNS = "undecided (interval too wide)", "undecided (fewer than 3 runs)"
-NOT_RUN, NOT_RUN_YET = "not run at this scale", "not run yet"
+NOT_RUN, NOT_RUN_YET, CONTEXT = "not run at this scale", "not run yet", "-"
 
 #: the paper's experiments the report gives a verdict on; a scale that leaves one out says so
 ITEMS = (
@@ -300,7 +300,26 @@ def goals(folder: Path) -> Section:
     return Section([Finding("App. B", effect, PAPER["app_b"], ours, verdict)], figures)
 
 
+def pets_sweep(folder: Path) -> Section:
+    """The PETS runs a population is made of: how far they learnt (context for Fig. 3, not an effect)."""
+    found = read_json(folder / "summary.json")
+    task = get_task(saved_env(folder))
+    section = Section(figures=[folder / "curves.png"])
+    for kind, one in found.items():
+        final = one["final_rewards"]
+        mean = mean_interval(final)
+        spread = f" [{mean.low:.1f}, {mean.high:.1f}] over runs" if len(final) > 2 else ""
+        ours = (
+            f"{kind}: mean of each run's last {one['final_trials']} trials {', '.join(f'{r:.1f}' for r in final)} "
+            f"(mean {mean.mean:.1f}{spread}); best {max(one['best_rewards']):.1f}"
+        )
+        effect = f"PETS {short_name(task)}: how far the population's runs learnt"
+        section.findings.append(Finding("PETS runs", effect, "(context, not an effect)", ours, CONTEXT))
+    return section
+
+
 READERS = {
+    "pets_sweep": pets_sweep,
     "goals": goals,
     "population": population,
     "attack": attack,
