@@ -27,6 +27,10 @@ COMMANDS = {
     "pairs": ("objmm.experiments.pairs", "models of similar LL and far-apart rewards (App. E)"),
     "goals": ("objmm.experiments.goals", "a PETS run's models on other goals, without retraining (App. B, Fig. 11-13)"),
     "babbling": ("objmm.experiments.babbling", "PETS from off-task initial data of growing size (App. A, Fig. 10)"),
+    "benchmark": (
+        "objmm.experiments.benchmark",
+        "loss objectives against the mismatch, on equal terms: a ranked table",
+    ),
     "reproduce": ("objmm.experiments.reproduce", "the paper's experiments in order, a report beside its numbers"),
 }
 #: the commands that are LightningCLI's own subcommands (their module's `main` takes the subcommand too)
