@@ -45,6 +45,8 @@ step attack_gradient 60 env -C "$out/work" objmm attack --config "$root/configs/
 step reweight 60 env -C "$out/work" objmm reweight --config "$root/configs/reweight/tiny.yaml" "${gpu[@]}"
 step pairs 60 env -C "$out/work" objmm pairs --config "$root/configs/pairs/tiny.yaml" "${gpu[@]}"
 step babbling 90 env -C "$out/work" objmm babbling --config "$root/configs/babbling/tiny.yaml" "${gpu[@]}"
+step goals 60 env -C "$out/work" objmm goals --config "$root/configs/goals/tiny.yaml" "${gpu[@]}"
+step benchmark 120 env -C "$out/work" objmm benchmark --config "$root/configs/benchmark/tiny.yaml" "${gpu[@]}"
 step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
 step bench_population 90 python benchmarks/bench_population.py --device "$device" --stacks 1 8 32 64 --episodes 10
 step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10
