@@ -2,8 +2,8 @@
 
 import gymnasium
 
-from objmm.envs import cartpole, half_cheetah
-from objmm.envs.task import EnvSpec, Task, get_task, known_env_ids, register_task
+from objmm.envs import cartpole, distractors, half_cheetah
+from objmm.envs.task import EnvSpec, Task, get_task, known_env_ids, register_family, register_task
 
 for _module in (cartpole, half_cheetah):
     register_task(_module.TASK)
@@ -13,6 +13,8 @@ for _module in (cartpole, half_cheetah):
             entry_point=f"{_module.__name__}:{_module.ENV_CLASS.__name__}",
             max_episode_steps=_module.TASK.episode_steps,
         )
+
+register_family(distractors.make)  # objmm/PETSCartpole-d<n>-v0: the cartpole with n distractor entries
 
 __all__ = ["EnvSpec", "Task", "get_task", "known_env_ids", "make_env"]
 

@@ -53,4 +53,6 @@ class SimulatorDynamics:
         qpos_after = after[..., self.qpos_slice]
         qpos_before = np.concatenate([qpos[:, None], qpos_after[:, :-1]], axis=1)
         next_obs = self.env_class.observation_from_state(qpos_before, qpos_after, after[..., self.qvel_slice], self.dt)
+        if getattr(self.env_class, "distractors", 0):  # entries outside MuJoCo (envs/distractors.py)
+            next_obs = np.concatenate([next_obs, self.env_class.distractor_trajectory(obs_np, actions.shape[1])], -1)
         return torch.as_tensor(next_obs, dtype=obs.dtype, device=obs.device)

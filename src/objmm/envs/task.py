@@ -91,18 +91,32 @@ class EnvSpec:
 
 
 _TASKS: dict[str, Task] = {}
+#: makers of tasks whose ids carry a number (`objmm/PETSCartpole-d4-v0`): id -> Task, or None if not theirs
+_FAMILIES: list = []
 
 
 def register_task(task: Task) -> None:
     _TASKS[task.env_id] = task
 
 
+def register_family(make) -> None:
+    _FAMILIES.append(make)
+
+
 def get_task(env_id: str) -> Task:
-    """The task of a registered objmm env id; a clear error names the known ones otherwise."""
+    """The task of a registered objmm env id (made on first use for a family's id); a clear error
+    names the known ones otherwise."""
+    if env_id not in _TASKS:
+        for make in _FAMILIES:
+            task = make(env_id)
+            if task is not None:
+                register_task(task)
+                break
     try:
         return _TASKS[env_id]
     except KeyError:
-        raise ObjmmError(f"unknown env id {env_id!r}; known: {', '.join(sorted(_TASKS))}") from None
+        known = ", ".join([*sorted(_TASKS), "objmm/PETSCartpole-d<n>-v0"])
+        raise ObjmmError(f"unknown env id {env_id!r}; known: {known}") from None
 
 
 def known_env_ids() -> list[str]:

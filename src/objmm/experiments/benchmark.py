@@ -51,7 +51,8 @@ class BenchmarkSettings:
     Args:
         objectives: name -> the objective as `model.objective` takes it (`{class_path: ..., init_args: ...}`).
         stress: name -> settings on top of the config's for every objective: `model` (e.g.
-            `{width: 32}`) and `env_kwargs` (e.g. `{x_goal: 0.5}`); `{default: {}}` runs the config as it is.
+            `{width: 32}`), `env_id` (e.g. `objmm/PETSCartpole-d4-v0`, the cartpole with 4 distractor
+            entries) and `env_kwargs` (e.g. `{x_goal: 0.5}`); `{default: {}}` runs the config as it is.
         seeds: one run per objective, stress setting and seed.
         baseline: the objective the others' final rewards are paired with.
         solved: the reward that counts as solved (default: the task's expert bar).
