@@ -113,6 +113,12 @@ def total_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | N
     return float(slope), float(y.mean() - slope * x.mean())
 
 
+def bounds(c: dict) -> tuple[str, str]:
+    """The keys of the interval to show for a correlation: clustered by run with 3 runs or more (fewer
+    clusters resample next to nothing), else over models."""
+    return ("run_low", "run_high") if c.get("runs", 1) >= 3 and "run_low" in c else ("low", "high")
+
+
 def population_figure(
     rows: Sequence[dict],
     datasets: Sequence[str],
@@ -121,9 +127,9 @@ def population_figure(
     title: str = "",
 ):
     """Fig. 3's layout: one panel per dataset (columns), the LL of every model against its mean
-    episode reward, with Pearson's and Spearman's rho and their intervals (clustered by run), the
-    paper's rho and a total least squares trend line; one row of panels per LL estimator (the first
-    is Fig. 3's mean LL, the others Appendix C's medians over batches)."""
+    episode reward, with Pearson's and Spearman's rho and their intervals (`bounds`), the paper's
+    rho and a total least squares trend line; one row of panels per LL estimator (the first is
+    Fig. 3's mean LL, the others Appendix C's medians over batches)."""
     fig, axes = plt.subplots(
         len(estimators), len(datasets), figsize=(4.2 * len(datasets), 3.4 * len(estimators)), squeeze=False
     )
@@ -135,8 +141,7 @@ def population_figure(
             ax.scatter(ll, reward, s=8, alpha=0.6)
             found = {c["method"]: c for c in correlations if c["dataset"] == name and c["ll"] == f"{mode}/{metric}"}
             lines = [
-                f"{m}: {c['rho']:+.2f} [{c.get('run_low', c['low']):+.2f}, {c.get('run_high', c['high']):+.2f}]"
-                for m, c in found.items()
+                f"{m}: {c['rho']:+.2f} [{c[lo]:+.2f}, {c[hi]:+.2f}]" for m, c in found.items() for lo, hi in [bounds(c)]
             ]
             if "paper_rho" in found.get("pearson", {}):
                 lines.append(f"the paper: {found['pearson']['paper_rho']:+.2f}")
