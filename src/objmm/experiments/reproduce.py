@@ -18,7 +18,7 @@ re-weighting, babbling) runs them on that Ray cluster.
 
 At the end, `report/report.md` (and the same table to W&B): for each of the paper's effects, our
 number with its interval, the paper's, and a verdict, every number read from the steps' result
-files (`objmm.experiments.report`), with each step's figures, wall time and the machine.
+files (`objmm.experiments.findings`, written down by `report`), with each step's figures, wall time and the machine.
 
 Not an `ExperimentRun` of its own kind: it runs the others, in this process, one after another;
 its own W&B run starts only when they have finished (a W&B run open in the process would swallow
@@ -37,7 +37,7 @@ import yaml
 
 from objmm.commands import dispatch
 from objmm.errors import ObjmmError, objmm_cause
-from objmm.experiments import report
+from objmm.experiments import findings, report
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, finish_wandb, run_experiment
 from objmm.experiments.framework.config import changed_settings
 
@@ -65,7 +65,7 @@ class Step:
             folder, `{dir}` the step's.
         group: what `--only` calls it besides its name (`fig3`, `attack`, ...).
         needs: the steps whose outputs it reads.
-        report: what the report reads from its folder (a reader of `objmm.experiments.report`:
+        report: what the report reads from its folder (a reader of `objmm.experiments.findings`:
             `population`, `attack`, `reweight`, `fit_sweep`, `babbling`, `pairs`, `pets_sweep`), or empty.
         minutes: its projected wall time at this scale, from measured rates (printed up front).
     """
@@ -109,9 +109,9 @@ class ReproduceSettings:
             for need in step.needs:
                 if need not in names[:i]:
                     raise ObjmmError(f"reproduce.steps: {step.name} needs {need!r}, which is not a step before it")
-            if step.report and step.report not in report.READERS:
+            if step.report and step.report not in findings.READERS:
                 raise ObjmmError(
-                    f"reproduce.steps: {step.name} has report {step.report!r}; known: {', '.join(report.READERS)}"
+                    f"reproduce.steps: {step.name} has report {step.report!r}; known: {', '.join(findings.READERS)}"
                 )
         known = set(names) | {s.group for s in self.steps if s.group}
         unknown = [name for name in self.only if name not in known]
