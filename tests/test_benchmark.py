@@ -63,6 +63,25 @@ def test_the_same_command_again_runs_nothing(benchmark, objmm_in, capsys):
     assert json.loads((benchmark / "benchmark.json").read_text())["runs"] == json.loads(before)["runs"]
 
 
+@pytest.mark.parametrize("config", sorted((ROOT / "configs" / "benchmark").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_benchmark_config_holds_valid_settings(config, monkeypatch):
+    """`--print_config` does not build the section; its settings class checks it (stress keys, env ids)."""
+    from objmm.experiments.benchmark import BenchmarkSettings
+
+    monkeypatch.chdir(ROOT)
+    section = yaml.safe_load(config.read_text())["benchmark"]
+    assert BenchmarkSettings(**section).objectives
+
+
+def test_a_stress_setting_may_run_another_env(in_tmp, objmm_in):
+    stress = "{d4: {env_id: objmm/PETSCartpole-d4-v0}}"
+    objmm_in(in_tmp, [*BENCHMARK, "--benchmark.stress", stress, "--benchmark.seeds", "[0]", "--benchmark.out", "b"])
+    config = yaml.safe_load((in_tmp / "b" / "multi_step-d4_s0" / "pets_config.yaml").read_text())
+    assert config["env"]["id"] == "objmm/PETSCartpole-d4-v0"
+    state = json.loads((in_tmp / "b" / "nll-d4_s0" / "state.json").read_text())
+    assert len(state["history"]) == 2
+
+
 def test_bad_input_is_one_line(in_tmp, error_of):
     assert "benchmark.baseline 'mse' is not one of the objectives" in error_of(
         *BENCHMARK, "--benchmark.baseline", "mse"
@@ -71,3 +90,5 @@ def test_bad_input_is_one_line(in_tmp, error_of):
     assert "benchmark.stress.fast: 'planner' is not a setting" in message
     message = error_of(*BENCHMARK, "--benchmark.objectives", "{nll: {class_path: objmm.objectives.Nope}}")
     assert "benchmark.objectives.nll" in message and "is not an objective" in message
+    message = error_of(*BENCHMARK, "--benchmark.stress", "{d: {env_id: objmm/PETSCartpole-d-3-v0}}")
+    assert "the number of distractors must be >= 0, not -3" in message

@@ -78,11 +78,13 @@ class BenchmarkSettings:
                 f"benchmark.baseline {self.baseline!r} is not one of the objectives ({', '.join(self.objectives)})"
             )
         for name, setting in self.stress.items():
-            unknown = set(setting) - {"model", "env_kwargs"}
+            unknown = set(setting) - {"model", "env_id", "env_kwargs"}
             if unknown:
                 raise ObjmmError(
-                    f"benchmark.stress.{name}: {sorted(unknown)[0]!r} is not a setting (model, env_kwargs)"
+                    f"benchmark.stress.{name}: {sorted(unknown)[0]!r} is not a setting (model, env_id, env_kwargs)"
                 )
+            if "env_id" in setting:
+                get_task(setting["env_id"])  # an unknown env, or a distractor count below 0, named here
         for name, spec in self.objectives.items():
             try:
                 build_objective(spec)
@@ -130,7 +132,7 @@ class BenchmarkRun(ExperimentRun):
                     name = run_name(objective, stress, seed)
                     model = {**base["model"], **setting.get("model", {}), "objective": spec}
                     env = {
-                        **base["env"],
+                        "id": setting.get("env_id", base["env"]["id"]),
                         "kwargs": {**(base["env"].get("kwargs") or {}), **setting.get("env_kwargs", {})},
                     }
                     config = {**base, "seed_everything": seed, "model": model, "env": env}
