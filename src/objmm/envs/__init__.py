@@ -14,7 +14,7 @@ for _module in (cartpole, half_cheetah):
             max_episode_steps=_module.TASK.episode_steps,
         )
 
-register_family(distractors.make)  # objmm/PETSCartpole-d<n>-v0: the cartpole with n distractor entries
+register_family(distractors.make, "objmm/PETSCartpole-d<n>-v0")  # the cartpole with n distractor entries
 
 __all__ = ["EnvSpec", "Task", "get_task", "known_env_ids", "make_env"]
 

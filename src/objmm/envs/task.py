@@ -99,15 +99,16 @@ def register_task(task: Task) -> None:
     _TASKS[task.env_id] = task
 
 
-def register_family(make) -> None:
-    _FAMILIES.append(make)
+def register_family(make, ids: str) -> None:
+    """`make(env_id)`: the Task of one of the family's ids (`ids` says which, for errors), else None."""
+    _FAMILIES.append((make, ids))
 
 
 def get_task(env_id: str) -> Task:
     """The task of a registered objmm env id (made on first use for a family's id); a clear error
     names the known ones otherwise."""
     if env_id not in _TASKS:
-        for make in _FAMILIES:
+        for make, _ in _FAMILIES:
             task = make(env_id)
             if task is not None:
                 register_task(task)
@@ -115,7 +116,7 @@ def get_task(env_id: str) -> Task:
     try:
         return _TASKS[env_id]
     except KeyError:
-        known = ", ".join([*sorted(_TASKS), "objmm/PETSCartpole-d<n>-v0"])
+        known = ", ".join([*sorted(_TASKS), *(ids for _, ids in _FAMILIES)])
         raise ObjmmError(f"unknown env id {env_id!r}; known: {known}") from None
 
 

@@ -31,7 +31,7 @@ from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, ResultsFile, run_experiment
 from objmm.experiments.pets_files import load_state
-from objmm.experiments.rewards import Evaluation, stacked_rewards
+from objmm.experiments.rewards import Evaluation, block_rewards
 from objmm.planning import CEMConfig
 from objmm.plots import plt, save_figure_atomically
 from objmm.stats import correlation, mean_interval
@@ -98,14 +98,11 @@ class GoalsRun(ExperimentRun):
         s = self.settings
         evaluation = Evaluation(s.episodes, s.episode_steps, s.cem)
         todo = [g for g in s.goals if goal_name(g) not in self.table]
+        modules = [load_model(m, self.device)[0] for m in self.models] if todo else []
         for i, goal in enumerate(todo, 1):
             env = {"id": self.env["id"], "kwargs": {**self.env["kwargs"], "x_goal": goal}}
-            modules = [load_model(m, self.device)[0] for m in self.models]
-            rewards = []
-            for start in range(0, len(modules), s.stack):
-                block = modules[start : start + s.stack]
-                where = f"goals: {goal_name(goal)} ({i}/{len(todo)}), models {start + 1}-{start + len(block)}, episode "
-                rewards += stacked_rewards(block, evaluation, env, self.seed, self.device, where).tolist()
+            where = f"goals: {goal_name(goal)} ({i}/{len(todo)}), "
+            rewards = block_rewards(modules, evaluation, s.stack, env, self.seed, self.device, where).tolist()
             self.table.add({"name": goal_name(goal), "goal": goal, "rewards": rewards})
             print(f"goals: {goal_name(goal)}: last model's reward {np.mean(rewards[-1]):.1f}", flush=True)
         return self.finish()

@@ -66,7 +66,7 @@ class Step:
         group: what `--only` calls it besides its name (`fig3`, `attack`, ...).
         needs: the steps whose outputs it reads.
         report: what the report reads from its folder (a reader of `objmm.experiments.findings`:
-            `population`, `attack`, `reweight`, `fit_sweep`, `babbling`, `pairs`, `pets_sweep`), or empty.
+            `population`, `attack`, `reweight`, `fit_sweep`, `babbling`, `goals`, `pairs`, `pets_sweep`), or empty.
         minutes: its projected wall time at this scale, from measured rates (printed up front).
     """
 

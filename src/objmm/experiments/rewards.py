@@ -53,14 +53,20 @@ def stacked_rewards(modules, evaluation: Evaluation, env: dict, seed: int, devic
     return record.returns.reshape(k, episodes)
 
 
-def mean_rewards(
+def block_rewards(
     modules, evaluation: Evaluation, stack: int, env: dict, seed: int, device: str, prefix: str = ""
 ) -> np.ndarray:
-    """Each model's mean real reward [len(modules)], `stack` models at a time (`stacked_rewards`, so
-    every model meets the same episodes and planner samples whatever its block)."""
+    """Every model's episode rewards [len(modules), episodes], `stack` models at a time
+    (`stacked_rewards`, so every model meets the same episodes and planner samples whatever its block)."""
     out, blocks = [], -(-len(modules) // stack)
     for i in range(0, len(modules), stack):
         where = f"{prefix}block {i // stack + 1}/{blocks}, episode " if prefix else ""
-        returns = stacked_rewards(modules[i : i + stack], evaluation, env, seed, device, where)
-        out.extend(returns.mean(axis=1).tolist())
-    return np.array(out)
+        out.append(stacked_rewards(modules[i : i + stack], evaluation, env, seed, device, where))
+    return np.concatenate(out)
+
+
+def mean_rewards(
+    modules, evaluation: Evaluation, stack: int, env: dict, seed: int, device: str, prefix: str = ""
+) -> np.ndarray:
+    """Each model's mean real reward [len(modules)] (`block_rewards`)."""
+    return block_rewards(modules, evaluation, stack, env, seed, device, prefix).mean(axis=1)
