@@ -27,6 +27,7 @@ import yaml
 
 from objmm.envs import get_task
 from objmm.errors import ObjmmError
+from objmm.experiments.population_analysis import bounds
 from objmm.stats import mean_interval, paired_difference
 
 REPRODUCED, DIRECTION, NOT_REPRODUCED = "reproduced", "direction only", "not reproduced"
@@ -142,8 +143,8 @@ def population(folder: Path) -> Section:
     for c in found["correlations"]:
         if c["method"] != "pearson" or c["ll"] != "random/paper_ll" or "paper_rho" not in c:
             continue
-        by_run = c.get("runs", 1) >= 3
-        low, high = (c["run_low"], c["run_high"]) if by_run else (c["low"], c["high"])
+        keys = bounds(c)  # by run with 3 runs or more, as Fig. 3's panels show it
+        low, high, by_run = c[keys[0]], c[keys[1]], keys[0] == "run_low"
         runs = plural(c.get("runs", 1), "run")
         where = f"{runs}, by run" if by_run else f"{plural(c['n'], 'model')} of {runs}, over models"
         verdict = UNDECIDED if high - low > 1 else REPRODUCED if low <= c["paper_rho"] <= high else NOT_REPRODUCED
