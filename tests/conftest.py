@@ -89,9 +89,10 @@ def objmm_in():
     return run
 
 
-def kill_when(args: list[str], cwd, ready, timeout: float = 120) -> None:
+def kill_when(args: list[str], cwd, ready, timeout: float = 600) -> None:
     """Start `objmm args` in a process of its own inside `cwd` and SIGKILL it as soon as `ready()`
-    is true (a result it writes has appeared), or after `timeout` seconds."""
+    is true (a result it writes has appeared), or after `timeout` seconds (long: on a loaded machine
+    the first result of a tiny run took more than 2 minutes)."""
     process = subprocess.Popen(
         [sys.executable, "-c", "from objmm.cli import main; main()", *args],
         cwd=cwd,

@@ -103,6 +103,47 @@ def test_killed_anywhere_the_same_command_ends_with_the_same_report(smoke, tmp_p
     assert findings(record.parent) == findings(smoke)
 
 
+def test_a_scale_in_parts_keeps_the_earlier_reports_steps(smoke, tmp_path, objmm_in, capsys):
+    """A second sitting that runs one step, with the first sitting's report as `earlier`, reports every
+    step: the one it ran and the others carried (findings, figures, wall time, date) from that report;
+    a step whose settings changed since is not carried but left to run."""
+    earlier = smoke / "report"
+    where = with_configs(tmp_path)
+    objmm_in(where, [*SMOKE, "--only", "expert", "--reproduce.earlier", str(earlier)])
+    part = where / "runs" / "reproduce" / "smoke"
+    assert findings(part) == findings(smoke)
+    before, now = (json.loads((f / "report" / "summary.json").read_text()) for f in (smoke, part))
+    assert now["figures"] == before["figures"] and len(list((part / "report" / "figures").iterdir())) == 10
+    steps_before = {s["name"]: s for s in before["steps"]}
+    for step in now["steps"]:
+        same = {k: step[k] for k in ("seconds", "finished")} == {
+            k: steps_before[step["name"]][k] for k in ("seconds", "finished")
+        }
+        assert same == (step["name"] != "expert"), step["name"]  # expert ran here; the rest is carried
+    # goals' settings changed since: App. B is left to run, the rest is still carried
+    scale = yaml.safe_load((ROOT / "configs" / "reproduce" / "smoke.yaml").read_text())
+    goals = next(s for s in scale["reproduce"]["steps"] if s["name"] == "goals")
+    goals["args"]["goals.episodes"] = 5
+    (where / "changed.yaml").write_text(yaml.safe_dump(scale))
+    capsys.readouterr()
+    objmm_in(where, ["reproduce", "--config", "changed.yaml", "--only", "expert", "--reproduce.earlier", str(earlier)])
+    assert "goals in " in capsys.readouterr().out
+    lines = findings(part)
+    assert [line for line in lines if line.startswith("| App. B |")] == ["| App. B |  |  | not run yet |  |"]
+    assert len([line for line in lines if "| goals |" in line]) == 0
+    assert len(lines) == len(findings(smoke)) - len([line for line in findings(smoke) if "| goals |" in line]) + 1
+
+
+def test_redo_runs_a_finished_step_again_in_its_folder(in_tmp, objmm_in, capsys):
+    with_configs(in_tmp)
+    objmm_in(in_tmp, [*SMOKE, "--only", "expert"])
+    capsys.readouterr()
+    objmm_in(in_tmp, [*SMOKE, "--only", "expert"])
+    assert "1 steps (1 done)" in capsys.readouterr().out
+    objmm_in(in_tmp, [*SMOKE, "--only", "expert", "--reproduce.redo", json.dumps(["fig3"])])
+    assert "step 1/1, expert" in capsys.readouterr().out
+
+
 def test_bad_input_is_one_line(in_tmp, error_of):
     with_configs(in_tmp)
     assert "unknown scale 'huge'; scales: " in error_of("reproduce", "--scale", "huge")
@@ -111,6 +152,13 @@ def test_bad_input_is_one_line(in_tmp, error_of):
     message = error_of(*SMOKE, "--only", "pairs")
     assert "pairs needs population (objmm population), which has not run" in message
     assert "--only fig3" in message
+    assert "reproduce.redo: unknown step or group 'fig99'" in error_of(*SMOKE, "--reproduce.redo", '["fig99"]')
+    message = error_of(*SMOKE, "--only", "expert", "--reproduce.earlier", "nowhere")
+    assert "reproduce.earlier: nowhere holds no summary.json" in message
+    (in_tmp / "other").mkdir()
+    (in_tmp / "other" / "summary.json").write_text(json.dumps({"scale": "cpu", "steps": [], "findings": []}))
+    message = error_of(*SMOKE, "--only", "expert", "--reproduce.earlier", "other")
+    assert "other is a report of scale 'cpu', not 'smoke'" in message
 
 
 def test_a_finished_step_made_with_other_settings_is_named(in_tmp, error_of, objmm_in):

@@ -19,6 +19,8 @@ re-weighting, babbling) runs them on that Ray cluster.
 At the end, `report/report.md` (and the same table to W&B): for each of the paper's effects, our
 number with its interval, the paper's, and a verdict, every number read from the steps' result
 files (`objmm.experiments.findings`, written down by `report`), with each step's figures, wall time and the machine.
+A scale longer than one sitting runs in parts: `--only` a part, then the next part with
+`--reproduce.earlier` naming the last report's folder, whose steps it keeps (`report.write_report`).
 
 Not an `ExperimentRun` of its own kind: it runs the others, in this process, one after another;
 its own W&B run starts only when they have finished (a W&B run open in the process would swallow
@@ -27,6 +29,7 @@ theirs: Lightning's W&B logger joins a run in progress).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import time
@@ -90,6 +93,14 @@ class ReproduceSettings:
         only: run only the steps of these names or groups (empty: all).
         out: the steps' folders, `reproduce.json` and `report/`.
         ray: with an address, the steps that run pieces run them on this Ray cluster.
+        redo: steps (names or groups) to run again although finished: their records are dropped
+            and their commands go on in their folders, each resuming what it can (a sweep given
+            more seeds runs only the new ones; a step whose command refuses its folder's other
+            settings says so).
+        earlier: the folder of an earlier report of this scale (`docs/reproduce/cpu`): the steps that
+            have not run in `out` keep that report's findings, figures, wall times and dates where
+            their settings have not changed since, so a scale too long for one sitting is
+            reproduced in parts, each report building on the last.
     """
 
     scale: str = "smoke"
@@ -97,6 +108,8 @@ class ReproduceSettings:
     only: list[str] = field(default_factory=list)
     out: str = "runs/reproduce"
     ray: RaySettings = field(default_factory=RaySettings)
+    redo: list[str] = field(default_factory=list)
+    earlier: str = ""
 
     def __post_init__(self):
         self.steps = [Step(**s) if isinstance(s, dict) else s for s in self.steps]
@@ -114,9 +127,12 @@ class ReproduceSettings:
                     f"reproduce.steps: {step.name} has report {step.report!r}; known: {', '.join(findings.READERS)}"
                 )
         known = set(names) | {s.group for s in self.steps if s.group}
-        unknown = [name for name in self.only if name not in known]
-        if unknown:
-            raise ObjmmError(f"--only: unknown step or group {unknown[0]!r}; this scale has {', '.join(sorted(known))}")
+        for setting, chosen in (("--only", self.only), ("reproduce.redo", self.redo)):
+            unknown = [name for name in chosen if name not in known]
+            if unknown:
+                raise ObjmmError(
+                    f"{setting}: unknown step or group {unknown[0]!r}; this scale has {', '.join(sorted(known))}"
+                )
 
 
 def scale_arguments(argv: list[str]) -> list[str]:
@@ -192,8 +208,9 @@ class ReproduceRun(ExperimentRun):
     def log_config(self) -> None:
         """Deferred to the end (see the module's docstring): the steps' W&B runs come first."""
 
-    def selected(self) -> list[Step]:
-        only = set(self.settings.only)
+    def selected(self, names: list[str] | None = None) -> list[Step]:
+        """The steps `names` (default `--only`) name, by name or group; all when empty."""
+        only = set(self.settings.only if names is None else names)
         return [s for s in self.settings.steps if not only or s.name in only or s.group in only]
 
     def prepare(self) -> None:
@@ -202,13 +219,17 @@ class ReproduceRun(ExperimentRun):
         self.record = ResultsFile(self.out / RECORD, {"scale": s.scale}, "steps", "name", "reproduce.out")
         by_name = {step.name: step for step in s.steps}
         chosen = self.selected()
+        if s.redo:
+            for step in self.selected(s.redo):
+                self.record.pieces.pop(step.name, None)
+            self.record.write()
         for step in s.steps:  # a finished step made with other settings: say which and what differs
             done = self.record.pieces.get(step.name)
             if done is None:
                 continue
-            before = {"argv": done["argv"], "config": done["config"]}
-            now = {"argv": step_argv(step, self.out, RaySettings()), "config": config_text(step)}
-            changed = changed_settings(before, now) or (["argv: " + " ".join(now["argv"])] if before != now else [])
+            before = {"argv": argv_settings(done["argv"]), "config": done["config"]}
+            now = {"argv": argv_settings(step_argv(step, self.out, RaySettings())), "config": config_text(step)}
+            changed = changed_settings(before, now) or ([f"argv: {now['argv']}"] if before != now else [])
             if changed:
                 raise ObjmmError(
                     f"{self.out}: step {step.name} (objmm {step.command}) was made with other settings "
@@ -225,6 +246,8 @@ class ReproduceRun(ExperimentRun):
                     )
         for step in chosen:
             config_text(step)
+        if s.earlier:
+            report.earlier_summary(Path(s.earlier), s.scale)
 
     def run(self) -> Path:
         s, record = self.settings, self.record
@@ -250,9 +273,18 @@ class ReproduceRun(ExperimentRun):
                     "argv": step_argv(step, self.out, RaySettings()),
                     "config": config_text(step),
                     "seconds": time.perf_counter() - start,
+                    "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "machine": report.machine(),
                 }
             )
-        written = report.write_report(self.out, s.scale, self.settings.steps, record.pieces)
+        written = report.write_report(
+            self.out,
+            s.scale,
+            s.steps,
+            record.pieces,
+            earlier=Path(s.earlier) if s.earlier else None,
+            digests={step.name: step_digest(step) for step in s.steps},
+        )
         super().log_config()
         self.publish(
             f"{len(written.findings)} findings, {len(written.figures)} figures",
@@ -261,6 +293,27 @@ class ReproduceRun(ExperimentRun):
             tables={"findings": [f.as_row() for f in written.findings]},
         )
         return written.path
+
+
+def argv_settings(argv: list[str]) -> dict:
+    """A step's command line as data: `{"command": [...], "--setting": value, ...}`, each value read as
+    JSON where it is, so two command lines that differ only in the order of their settings (a scale
+    rewritten with sorted keys) are the same."""
+    words = list(argv[: next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))])
+    settings: dict = {"command": words}
+    for key, value in zip(argv[len(words) :: 2], argv[len(words) + 1 :: 2], strict=False):
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
+
+
+def step_digest(step: Step) -> str:
+    """What a step is, as a short hash: its command line (wherever the reproduction's folder is) and its
+    config file's contents. An earlier report's step is carried only while its digest is the same."""
+    made = {"argv": argv_settings(step_argv(step, Path("{out}"), RaySettings())), "config": config_text(step)}
+    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_step(step: Step, argv: list[str]) -> None:
