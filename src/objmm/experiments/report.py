@@ -59,13 +59,12 @@ def write_report(
     carried = carried_steps(earlier, scale, steps, done, digests) if earlier else {}
     findings, figures, entries = [], [], []
     for step in steps:
-        entry = {"name": step.name, "command": step.command}
+        entry, step_figures = {"name": step.name, "command": step.command}, []
         if step.name in done:
             record = done[step.name]
             entry.update({k: record[k] for k in ("argv", "seconds", "finished", "machine") if k in record})
             entry["digest"] = digests.get(step.name, "")
             section = READERS[step.report](out / step.name) if step.report else None
-            step_figures = []
             for finding in section.findings if section else []:
                 finding.step = step.name
                 findings.append(finding)
@@ -77,14 +76,11 @@ def write_report(
         elif step.name in carried:
             entry, rows = carried[step.name]
             findings += [Finding(r["item"], r["effect"], r["paper"], r["objmm"], r["verdict"], r["step"]) for r in rows]
-            step_figures = []
             for name in entry.get("figures", []):
                 copy = folder / "figures" / name
                 if earlier.resolve() != folder.resolve():
                     shutil.copyfile(earlier / "figures" / name, copy)
                 step_figures.append(copy)
-        else:
-            step_figures = []
         if step_figures:
             entry["figures"] = [f.name for f in step_figures]
         figures += step_figures
