@@ -3,6 +3,7 @@ and one named W&B run per experiment run that holds the whole config and goes on
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,7 @@ def wandb_runs(run_id: str) -> list[Path]:
 
 def test_pets_goes_on_by_the_same_command_in_one_named_wandb_run_and_refuses_other_settings(in_tmp, capsys, error_of):
     main([*PETS, "--pets.trials", "1"])
+    time.sleep(1.0)  # W&B names an offline part by its start's second: two parts in one second share a folder
     main([*PETS, "--pets.trials", "2"])  # the same command again, one trial longer: goes on
     out = capsys.readouterr().out
     assert "trial 1/2" not in out.split("pets: 1 trials")[-1] and "trial 2/2" in out
