@@ -228,7 +228,7 @@ class ReproduceRun(ExperimentRun):
             if done is None:
                 continue
             before = {"argv": argv_settings(done["argv"]), "config": done["config"]}
-            now = {"argv": argv_settings(step_argv(step, self.out, RaySettings())), "config": config_text(step)}
+            now = step_settings(step, self.out)
             changed = changed_settings(before, now) or ([f"argv: {now['argv']}"] if before != now else [])
             if changed:
                 raise ObjmmError(
@@ -309,10 +309,15 @@ def argv_settings(argv: list[str]) -> dict:
     return settings
 
 
+def step_settings(step: Step, out: Path) -> dict:
+    """What a step is: its command line in `out` as settings (`argv_settings`) and its config file's contents."""
+    return {"argv": argv_settings(step_argv(step, out, RaySettings())), "config": config_text(step)}
+
+
 def step_digest(step: Step) -> str:
-    """What a step is, as a short hash: its command line (wherever the reproduction's folder is) and its
-    config file's contents. An earlier report's step is carried only while its digest is the same."""
-    made = {"argv": argv_settings(step_argv(step, Path("{out}"), RaySettings())), "config": config_text(step)}
+    """`step_settings` as a short hash, wherever the reproduction's folder is (`{out}` left unfilled). An
+    earlier report's step is carried only while its digest is the same."""
+    made = step_settings(step, Path("{out}"))
     return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:16]
 
 
