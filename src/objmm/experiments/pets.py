@@ -30,6 +30,7 @@ from objmm.envs import get_task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.experiments.framework import ExperimentRun, run_experiment
 from objmm.experiments.pets_files import STATE_FILE, load_state, model_path
+from objmm.models import StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner, collect_episodes
 from objmm.plots import clip_outliers, legend_below, plt, save_figure_atomically
 from objmm.progress import EpochProgress, episode_progress
@@ -96,20 +97,28 @@ class PETSRun(ExperimentRun):
         module.model.reset_parameters(torch.Generator().manual_seed(derive_seed(self.seed, "model", trial)))
         return module
 
-    def fit(self, module: DynamicsModule, dataset: TransitionDataset, epochs: int, trial: int) -> TransitionDataModule:
-        """Train on the 0.9 of every episode's rows (`split: rows`): every trial's data is trained on."""
-        datamodule = self.datamodule.with_dataset(dataset, fit_index=trial, split="rows", val_sets={})
+    def training_data(self, trial: int) -> TransitionDataModule:
+        """The trial's training data: the 0.9 of every episode's rows (`split: rows`), so every trial's
+        data is trained on; the trial's own bootstrap (`fit_index`)."""
+        datamodule = self.datamodule.with_dataset(self.dataset, fit_index=trial, split="rows", val_sets={})
+        datamodule.setup("fit")
+        return datamodule
+
+    def trainer(self, epochs: int, trial: int):
         prefix = f"  trial {trial + 1}/{self.settings.trials}: "
-        trainer = self.cli.instantiate_trainer(max_epochs=epochs, callbacks=[EpochProgress(prefix)], **INNER_FIT)
+        return self.cli.instantiate_trainer(max_epochs=epochs, callbacks=[EpochProgress(prefix)], **INNER_FIT)
+
+    def fit(self, datamodule: TransitionDataModule, epochs: int, trial: int) -> float:
+        """Train the trial's model; its last epoch's mean training loss."""
+        trainer = self.trainer(epochs, trial)
         try:
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(self.module, datamodule=datamodule)
         except SystemExit:  # Lightning turns Ctrl-C inside fit into SystemExit(1)
             if trainer.interrupted:
                 raise KeyboardInterrupt from None
             raise
-        module.to(self.device)
-        self.last_train_loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
-        return datamodule
+        self.module.to(self.device)
+        return float(trainer.callback_metrics.get("train/loss", float("nan")))
 
     def metrics(self, name: str, dataset: TransitionDataset) -> dict[str, float]:
         data = self.datamodule
@@ -119,23 +128,8 @@ class PETSRun(ExperimentRun):
         return {f"{name}/{key}": value for key, value in values.items()}
 
     def episode(self, trial: int) -> tuple[float, TransitionDataset]:
-        model = self.module.model.eval()
-        planner = CEMPlanner.for_dynamics(
-            self.task, model.predict_next, self.settings.cem, self.env["kwargs"], self.device
-        )
-        planner.seed_noise(derive_seed(self.seed, "planner", trial))
-        record = collect_episodes(
-            self.env["id"],
-            planner,
-            1,
-            seed=derive_seed(self.seed, "episode", trial),
-            steps=self.steps,
-            device=self.device,
-            progress=episode_progress(f"  trial {trial + 1}/{self.settings.trials}: episode "),
-            **self.env["kwargs"],
-        )
-        rows = TransitionDataset.from_trajectories(self.env["id"], record.obs, record.actions, record.next_obs)
-        return float(record.returns[0]), rows
+        """The trial's CEM-MPC episode in the real env: its reward and rows."""
+        return episodes([self], trial)[0]
 
     # ----------------------------------------------------------------- start or resume
     def prepare(self) -> None:
@@ -187,43 +181,72 @@ class PETSRun(ExperimentRun):
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict:
-        state, dataset = self.start()
-        trials = self.settings.trials
-        extra = {name: self.datamodule.load(source, name) for name, source in self.datamodule.val_sources.items()}
-        newest = self.newest_episode(dataset)  # what a resumed run's last model has not seen
-        for trial in range(state["finished_trials"], trials):
-            start = time.perf_counter()
-            # the trial's model initialisation, bootstrap and planner samples each come from a seed of
-            # the trial's own: a resumed run repeats an uninterrupted one, in full and incremental training
-            metrics: dict[str, float] = {"trial": trial}
-            if self.module is not None:  # how well the last model predicts the data it has not seen
-                metrics.update(self.metrics("new_data", newest))
-            if self.module is None or self.settings.training == "full":
-                self.module, epochs = self.new_module(trial), self.cli.trainer.max_epochs
-            else:
-                epochs = self.settings.incremental_epochs
-            print(f"trial {trial + 1}/{trials}: training on {len(dataset)} rows for {epochs} epochs", flush=True)
-            datamodule = self.fit(self.module, dataset, epochs, trial)
-            metrics["train/loss"] = self.last_train_loss
-            metrics.update(self.metrics("train_data", datamodule.train_set))
-            metrics.update(self.metrics("val", datamodule.val_datasets["val"]))
-            for name, rows in extra.items():
-                metrics.update(self.metrics(name, rows))
-            trained_rows = len(dataset)
-            planned = time.perf_counter()
-            reward, newest = self.episode(trial)
-            dataset = dataset.concat(newest)
-            done = time.perf_counter()
-            metrics.update({"reward/mean": reward, "rows": len(dataset), "seconds": done - start})
-            metrics.update({"seconds/training": planned - start, "seconds/episode": done - planned})
-            self.save_trial(dataset, state, metrics, trained_rows, len(datamodule.train_set))
-            print(self.describe(metrics), flush=True)
+        self.begin()
+        for trial in range(self.state["finished_trials"], self.settings.trials):
+            self.run_trial(trial)
+        return self.end()
+
+    def begin(self) -> None:
+        """What the loop goes on from: state, dataset, the extra val sets, and the newest episode
+        (the data a resumed run's last model has not seen)."""
+        self.state, self.dataset = self.start()
+        self.extra = {name: self.datamodule.load(source, name) for name, source in self.datamodule.val_sources.items()}
+        self.newest = self.newest_episode(self.dataset)
+
+    def run_trial(self, trial: int) -> None:
+        """One trial: measure the last model on the new data, train, measure, run an episode, save.
+        The trial's model initialisation, bootstrap and planner samples each come from a seed of the
+        trial's own: a resumed run repeats an uninterrupted one, in full and incremental training.
+        (Stacked runs, `pets_stacked`, go through the same pieces, training and planning K at once.)"""
+        start = time.perf_counter()
+        metrics, epochs = self.open_trial(trial)
+        datamodule = self.training_data(trial)
+        self.measure(metrics, self.fit(datamodule, epochs, trial), datamodule)
+        planned = time.perf_counter()
+        reward, rows = self.episode(trial)
+        self.close_trial(metrics, reward, rows, len(datamodule.train_set), start, planned)
+
+    def open_trial(self, trial: int) -> tuple[dict, int]:
+        """The trial's first metrics (the last model on the data it has not seen) and its model: a new
+        one (every trial in full training, the first in incremental), trained for the epochs returned."""
+        metrics: dict[str, float] = {"trial": trial}
+        if self.module is not None:
+            metrics.update(self.metrics("new_data", self.newest))
+        if self.module is None or self.settings.training == "full":
+            self.module, epochs = self.new_module(trial), self.cli.trainer.max_epochs
+        else:
+            epochs = self.settings.incremental_epochs
+        rows = len(self.dataset)
+        print(f"trial {trial + 1}/{self.settings.trials}: training on {rows} rows for {epochs} epochs", flush=True)
+        return metrics, epochs
+
+    def measure(self, metrics: dict, train_loss: float, datamodule: TransitionDataModule) -> None:
+        """The trained model on its training rows, the held-out rows and every extra val set."""
+        metrics["train/loss"] = train_loss
+        metrics.update(self.metrics("train_data", datamodule.train_set))
+        metrics.update(self.metrics("val", datamodule.val_datasets["val"]))
+        for name, rows in self.extra.items():
+            metrics.update(self.metrics(name, rows))
+
+    def close_trial(
+        self, metrics: dict, reward: float, rows: TransitionDataset, train_rows: int, start: float, planned: float
+    ) -> None:
+        """The episode's rows join the dataset; the trial is saved (`save_trial`) and printed."""
+        trained_rows = len(self.dataset)
+        self.newest, self.dataset = rows, self.dataset.concat(rows)
+        done = time.perf_counter()
+        metrics.update({"reward/mean": reward, "rows": len(self.dataset), "seconds": done - start})
+        metrics.update({"seconds/training": planned - start, "seconds/episode": done - planned})
+        self.save_trial(self.dataset, self.state, metrics, trained_rows, train_rows)
+        print(self.describe(metrics), flush=True)
+
+    def end(self) -> dict:
         print(
-            f"pets: {state['finished_trials']} trials in {self.run_dir}: {STATE_FILE}, models/, dataset/, "
+            f"pets: {self.state['finished_trials']} trials in {self.run_dir}: {STATE_FILE}, models/, dataset/, "
             f"pets_curve.png"
             + (f"; W&B run in {self.logger.experiment.dir}" if self.logger and self.trials_left > 0 else "")
         )
-        return state
+        return self.state
 
     def newest_episode(self, dataset: TransitionDataset) -> TransitionDataset:
         last = dataset.data["episode"] == dataset.data["episode"].max()
@@ -267,6 +290,40 @@ class PETSRun(ExperimentRun):
             f"on train data {m[f'train_data/{loss}']:.3f}, on held-out data {m[f'val/{loss}']:.3f}, "
             f"{m['rows']} rows, {m['seconds']:.0f} s ({m['seconds/episode']:.0f} s the episode)"
         )
+
+
+def episodes(runs: Sequence[PETSRun], trial: int) -> list[tuple[float, TransitionDataset]]:
+    """The trial's episode of each of K runs of one config (K = 1: a run alone), planned in one CEM
+    call per step through a stack of their models (`StackedDynamics`, in which a model predicts as
+    it does in a stack of any K); run k's planner samples and start state come from run k's own seeds,
+    so each run's episode is the one it has alone. Each run's reward and rows."""
+    first = runs[0]
+    stack = StackedDynamics([run.module.model.eval() for run in runs]).to(first.device)
+    planner = CEMPlanner.for_dynamics(
+        first.task, stack.predict_next, first.settings.cem, first.env["kwargs"], first.device
+    )
+    planner.seed_noise([derive_seed(run.seed, "planner", trial) for run in runs])
+    what = "episode" if len(runs) == 1 else f"{len(runs)} episodes"
+    record = collect_episodes(
+        first.env["id"],
+        planner,
+        len(runs),
+        seed=[derive_seed(run.seed, "episode", trial) for run in runs],
+        steps=first.steps,
+        device=first.device,
+        progress=episode_progress(f"  trial {trial + 1}/{first.settings.trials}: {what} "),
+        **first.env["kwargs"],
+    )
+    one = lambda x, k: x[k : k + 1]  # noqa: E731 (episode k of [K, T, ...])
+    return [
+        (
+            float(record.returns[k]),
+            TransitionDataset.from_trajectories(
+                first.env["id"], one(record.obs, k), one(record.actions, k), one(record.next_obs, k)
+            ),
+        )
+        for k in range(len(runs))
+    ]
 
 
 def trials_figure(

@@ -18,6 +18,7 @@ run's reward per trial.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from objmm import atomic
 from objmm.envs import get_task
+from objmm.errors import require_at_least_one
 from objmm.experiments import pets
 from objmm.experiments.framework import run_experiment
 from objmm.experiments.pets_files import STATE_FILE, load_state, model_path
@@ -51,19 +53,19 @@ def pets_runs(base: dict, sweep: SweepSettings) -> list[tuple[str, dict]]:
     return runs
 
 
-def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float = float("inf")) -> dict:
-    """One PETS run, started or resumed (or skipped when finished); its entry in the index."""
-    from objmm.experiments.framework import finish_wandb
-
+def pets_arguments(config_path: str, run_dir: str, trials: int) -> list[str] | None:
+    """The `objmm pets` command line that takes a run to `trials` (None: it has them): a started run
+    goes on with its own saved config, of which only the number of trials may grow."""
     state_file = Path(run_dir) / STATE_FILE
-    done = load_state(Path(run_dir))["finished_trials"] if state_file.exists() else 0
-    if done < trials:
-        # a started run goes on with its own saved config; only the number of trials may grow
-        argv = ["--resume", run_dir, "--pets.trials", str(trials)] if state_file.exists() else ["--config", config_path]
-        try:
-            pets.main(argv)
-        finally:
-            finish_wandb(exit_code=0)
+    if not state_file.exists():
+        return ["--config", config_path]
+    if load_state(Path(run_dir))["finished_trials"] >= trials:
+        return None
+    return ["--resume", run_dir, "--pets.trials", str(trials)]
+
+
+def run_entry(name: str, run_dir: str, bar: float) -> dict:
+    """A run's entry in the index: its trials, rewards, the trial that first reached `bar`, its models."""
     state = load_state(Path(run_dir))
     models = [str(model_path(Path(run_dir), t)) for t in range(state["finished_trials"])]
     rewards = [h["reward/mean"] for h in state["history"]]
@@ -71,6 +73,33 @@ def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float =
     return {"run": name, "run_dir": run_dir, "finished_trials": state["finished_trials"],
             "best_reward": max(rewards, default=float("nan")), "trials_to_bar": solved, "rewards": rewards,
             "models": models}  # fmt: skip
+
+
+def run_one(name: str, config_path: str, run_dir: str, trials: int, bar: float = float("inf")) -> dict:
+    """One PETS run, started or resumed (or skipped when finished); its entry in the index."""
+    from objmm.experiments.framework import finish_wandb
+
+    argv = pets_arguments(config_path, run_dir, trials)
+    if argv is not None:
+        try:
+            pets.main(argv)
+        finally:
+            finish_wandb(exit_code=0)
+    return run_entry(name, run_dir, bar)
+
+
+def run_stack(
+    label: str, names: list[str], config_paths: list[str], run_dirs: list[str], trials: int, bar: float = float("inf")
+) -> list[dict]:
+    """K PETS runs stepped together (`pets_stacked`), each started, resumed or skipped when finished;
+    their entries in the index (`label` names the stack in the sweep's progress lines)."""
+    from objmm.experiments.pets_stacked import open_runs, run_together
+
+    arguments = [pets_arguments(c, d, trials) for c, d in zip(config_paths, run_dirs, strict=True)]
+    todo = [argv for argv in arguments if argv is not None]
+    if todo:
+        run_together(open_runs(todo))
+    return [run_entry(name, run_dir, bar) for name, run_dir in zip(names, run_dirs, strict=True)]
 
 
 def summary(entries: list[dict], types: list[str], bar: float) -> dict:
@@ -117,8 +146,39 @@ def curves_figure(entries: list[dict], title: str = ""):
     return fig
 
 
+@dataclass
+class PETSSweepSettings(SweepSettings):
+    """The `sweep:` section of `objmm pets-sweep`.
+
+    Args:
+        stack: runs of one model type stepped together, up to this many at a time: their models
+            train as one batched network and their episodes are planned in one CEM call per step
+            (`pets_stacked`), each run's numbers those it has alone. 1: one run after another. Stacked
+            runs train with the NLL or MSE objective.
+    """
+
+    stack: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_at_least_one("sweep", stack=self.stack)
+
+
+def stacks(runs: list[tuple[str, dict]], size: int) -> list[list[tuple[str, dict]]]:
+    """The runs in groups of up to `size`, each of one model type (runs of one type are adjacent)."""
+    groups: list[list[tuple[str, dict]]] = []
+    for name, config in runs:
+        last = groups[-1] if groups else None
+        if last and len(last) < size and type_of_run(last[0][0]) == type_of_run(name):
+            last.append((name, config))
+        else:
+            groups.append([(name, config)])
+    return groups
+
+
 class PETSSweepRun(SweepRun):
-    command, other_sections = "pets-sweep", {"pets": pets.PETSSettings}
+    command, other_sections, settings_class = "pets-sweep", {"pets": pets.PETSSettings}, PETSSweepSettings
+    settings: PETSSweepSettings
 
     def prepare(self) -> None:
         self.runs = pets_runs(parsed_config(self.cli), self.settings)
@@ -127,21 +187,37 @@ class PETSSweepRun(SweepRun):
     def run(self) -> dict:
         out, runs, index = self.out, self.runs, self.index
         bar = get_task(self.env["id"]).expert_reward
-        arguments = [
-            (name, str(write_config(out, name, config)), config["pets"]["run_dir"], config["pets"]["trials"], bar)
-            for name, config in runs
-        ]
+        configs = {name: str(write_config(out, name, config)) for name, config in runs}
+        trials = runs[0][1]["pets"]["trials"]
 
-        def land(args: tuple, entry: dict) -> None:
-            index.add(entry)
-            models = sum(len(e["models"]) for e in index.entries.values())
-            print(
-                f"pets-sweep: run {entry['run']} has {entry['finished_trials']} trials (best reward "
-                f"{entry['best_reward']:.1f}); {len(index.entries)}/{len(runs)} runs, {models} models in {index.path}",
-                flush=True,
-            )
+        def land(args: tuple, found: dict | list[dict]) -> None:
+            for entry in found if isinstance(found, list) else [found]:
+                index.add(entry)
+                models = sum(len(e["models"]) for e in index.entries.values())
+                print(
+                    f"pets-sweep: run {entry['run']} has {entry['finished_trials']} trials (best reward "
+                    f"{entry['best_reward']:.1f}); {len(index.entries)}/{len(runs)} runs, {models} models in "
+                    f"{index.path}",
+                    flush=True,
+                )
 
-        self.run_all(run_one, arguments, land)
+        if self.settings.stack == 1:
+            arguments = [(name, configs[name], config["pets"]["run_dir"], trials, bar) for name, config in runs]
+            self.run_all(run_one, arguments, land)
+        else:
+            groups = [
+                (
+                    "+".join(names),
+                    names,
+                    [configs[n] for n in names],
+                    [c["pets"]["run_dir"] for _, c in group],
+                    trials,
+                    bar,
+                )
+                for group in stacks(runs, self.settings.stack)
+                for names in [[n for n, _ in group]]
+            ]
+            self.run_all(run_stack, groups, land)
         types = list(dict.fromkeys(type_of_run(name) for name, _ in runs))
         found = summary(list(index.entries.values()), types, bar)
         atomic.write_json(out / "summary.json", found)

@@ -81,13 +81,19 @@ class CEMPlanner(MPCPlannerBase):
         self._mean = None
         self._kept = None
 
-    def seed_noise(self, seed: int, blocks: int = 1) -> None:
+    def seed_noise(self, seed: int | list[int], blocks: int = 1) -> None:
         """Draw the candidates from this planner's own random stream, (re)seeded with `seed` (0 when
         made; torch's global generator is never used). With `blocks` > 1, each of that many equal
         blocks of rows gets the same samples (the rows of K stacked models: block k is model k's
         episodes): a model then plans exactly as it does alone, in a stack of any K, and all models
-        meet the same samples (common random numbers). One draw per CEM iteration, whatever K."""
-        self._noise_generator = torch.Generator(self.low.device).manual_seed(int(seed))
+        meet the same samples (common random numbers). One draw per CEM iteration, whatever K.
+
+        A list of seeds gives each block its own stream instead (K stacked PETS runs, each planning
+        with its own seed): block k draws what a planner seeded with `seed[k]` alone draws."""
+        seeds = seed if isinstance(seed, list) else [seed]
+        if isinstance(seed, list):
+            blocks = len(seed)
+        self._noise_generators = [torch.Generator(self.low.device).manual_seed(int(s)) for s in seeds]
         self._noise_blocks = blocks
 
     def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -95,9 +101,13 @@ class CEMPlanner(MPCPlannerBase):
         if shape[0] % self._noise_blocks:
             raise ObjmmError(f"{shape[0]} rows do not split into {self._noise_blocks} equal blocks")
         block = (shape[0] // self._noise_blocks, *shape[1:])
-        noise = torch.nn.init.trunc_normal_(
-            torch.empty(block, device=device), a=-2.0, b=2.0, generator=self._noise_generator
-        )
+        draws = [
+            torch.nn.init.trunc_normal_(torch.empty(block, device=device), a=-2.0, b=2.0, generator=generator)
+            for generator in self._noise_generators
+        ]
+        if len(draws) > 1:  # a stream per block
+            return torch.cat(draws)
+        noise = draws[0]
         return noise if self._noise_blocks == 1 else noise.repeat(self._noise_blocks, *([1] * (len(shape) - 1)))
 
     def planning(self, tensordict: TensorDictBase) -> torch.Tensor:

@@ -73,12 +73,18 @@ class DynamicsModule(L.LightningModule):
                 f"step {self.global_step} ({where}); lower model.lr or check the data"
             )
 
-    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+    def batch_loss(self, batch: TensorDictBase) -> torch.Tensor:
+        """The training loss of one [members, batch] batch: the objective's mean over members and rows,
+        plus PETS's log-variance bound term for an objective that reads the variance."""
         prediction = self.model(batch["obs"], batch["action"])
         target = self.model.targets(batch["obs"], batch["next_obs"])
         loss = self.objective(prediction, target, batch).mean()
         if self.objective.needs_variance:
             loss = loss + self.model.net.logvar_bound_penalty()
+        return loss
+
+    def training_step(self, batch: TensorDictBase, batch_idx: int) -> torch.Tensor:
+        loss = self.batch_loss(batch)
         # self.log costs ~0.6 ms a call (a third of a small model's step), so the per-step curve is
         # logged every log_every_n_steps and the epoch mean is summed here and logged once an epoch.
         # The finiteness check reads the loss back from the device, so it runs only on those steps
@@ -119,7 +125,15 @@ class DynamicsModule(L.LightningModule):
         checkpoint["objective"] = self.objective.spec()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        decayed = [layer.weight for layer in self.model.net.layers]
-        rest = [p for p in self.parameters() if all(p is not w for w in decayed)]
-        groups = [{"params": [w], "weight_decay": d} for w, d in zip(decayed, self.layer_decays, strict=True)]
+        return self.optimizer({name: p for name, p in self.named_parameters()})
+
+    def optimizer(self, parameters: dict[str, torch.Tensor]) -> torch.optim.Optimizer:
+        """Adam over `parameters` (this module's names -> tensors: its own, or K modules' stacked), each
+        layer's weights decayed by its own `weight_decay`, the rest not at all."""
+        decayed = [f"model.net.{'head' if i == len(self.layer_decays) - 1 else f'hidden.{i}'}.weight"
+                   for i in range(len(self.layer_decays))]  # fmt: skip
+        groups = [
+            {"params": [parameters[n]], "weight_decay": d} for n, d in zip(decayed, self.layer_decays, strict=True)
+        ]
+        rest = [p for n, p in parameters.items() if n not in decayed]
         return torch.optim.Adam([*groups, {"params": rest, "weight_decay": 0.0}], lr=self.hparams.lr)

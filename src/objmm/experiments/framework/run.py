@@ -127,6 +127,17 @@ def run_experiment(command: str, description: str, argv: list[str], runner: type
     """Parse an experiment's config (the shared sections and `runner.section`; with `--resume
     FOLDER`, the config saved there), check its inputs, save and log its config and run it. Ctrl-C
     ends with the line that the same command goes on from `resume_from` (written as it goes)."""
+    run = open_experiment(command, description, argv, runner)
+    run.log_config()
+    try:
+        return run.run()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(run.interrupted(command)) from None
+
+
+def open_experiment(command: str, description: str, argv: list[str], runner: type[ExperimentRun]) -> ExperimentRun:
+    """`run_experiment` up to the run: parsed, its inputs checked and its config saved, for a caller
+    that runs several experiments' pieces itself (stacked PETS runs)."""
     argv = resume_arguments(argv, command, runner)
     cli = experiment_cli(
         command,
@@ -139,11 +150,7 @@ def run_experiment(command: str, description: str, argv: list[str], runner: type
     run = runner(cli)
     run.prepare()
     run.save_config()
-    run.log_config()
-    try:
-        return run.run()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(run.interrupted(command)) from None
+    return run
 
 
 def finish_wandb(exit_code: int) -> None:
