@@ -4,7 +4,8 @@
 # 1. the tests that take a device (models, losses, planner, d*, training, stacking, PETS, attack,
 #    reweight) with --device cuda;
 # 2. every experiment subcommand on its tiny config with the trainer (so the planner) on the GPU;
-# 3. the d*, population, planning and training benchmarks on cuda (planning beside cpu).
+# 3. the d*, population, planning, training, stacked-PETS and precision benchmarks on cuda (planning
+#    beside cpu).
 # Each step has its own time limit and a failed step does not stop the others: the summary at the
 # end names every step that failed, and the exit status is non-zero if any did.
 # $OUT (default /tmp/objmm_gpu_check) receives check.log, the benchmarks' output and the steps' runs.
@@ -52,6 +53,9 @@ step bench_population 90 python benchmarks/bench_population.py --device "$device
 step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
+step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" --stacks 1 4 16 --trials 2 --episode-steps 50 --epochs 5
+# the code path and its time only: pets_tiny's models are too small for their rewards to mean anything
+step bench_precision 90 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/pets_tiny" --episodes 2 --episode-steps 30
 
 [ ${#skipped[@]} -eq 0 ] || echo "gpu_check: skipped (past BUDGET): ${skipped[*]}" | tee -a "$out/check.log"
 if [ ${#failed[@]} -eq 0 ]; then

@@ -141,3 +141,33 @@ def test_episodes_run_side_by_side_with_one_policy_call_per_step():
     assert np.all(record.returns < 10 * np.exp(-3.5))  # hanging down, doing nothing
     assert record.obs.shape == record.next_obs.shape == (4, 10, 4) and record.actions.shape == (4, 10, 1)
     assert np.allclose(record.obs[:, 1:], record.next_obs[:, :-1])  # each step starts where the last ended
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bfloat16"])
+def test_the_rollouts_run_in_the_precision_the_planner_is_set_to(precision, device):
+    from objmm.models import DynamicsModel
+
+    model = DynamicsModel(CARTPOLE, members=2, width=64, depth=2).to(device)
+    seen = []
+
+    def dynamics(obs, action):
+        seen.append(torch.is_autocast_enabled(device.type))
+        return model.mean_next(obs, action)
+
+    config = CEMConfig(horizon=5, population=50, elites=5, iterations=2)
+    exact, other = (
+        planner_for(TASK.reward(), device, c, dynamics)
+        for c in (config, CEMConfig(**{**vars(config), "precision": precision}))
+    )
+    obs = torch.randn(3, 4, device=device) * 0.3
+    candidates = torch.rand(3, 50, 5, 1, device=device) * 6 - 3
+    returns, changed = exact.evaluate(obs, candidates), other.evaluate(obs, candidates)
+    assert seen[: len(seen) // 2] == [False] * 5 and seen[len(seen) // 2 :] == [precision == "bfloat16"] * 5
+    assert changed.dtype == torch.float32
+    if precision == "bfloat16" or device.type == "cuda":  # on a CPU TF32 is float32
+        assert not torch.equal(returns, changed)
+    else:
+        assert torch.equal(returns, changed)
+    torch.testing.assert_close(changed, returns, rtol=0.05, atol=0.05)  # close: the same plans, rounded
+    with pytest.raises(ObjmmError, match="cem.precision must be one of float32, tf32, bfloat16, got 'fp16'"):
+        CEMConfig(precision="fp16")

@@ -10,7 +10,9 @@ bounds and steps a TensorDict per horizon step (1.35x slower than plain tensors 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tensordict import TensorDictBase
@@ -19,6 +21,27 @@ from torchrl.modules.planners import MPCPlannerBase
 from objmm.envs import Task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.planning.model_env import Dynamics, ModelEnv
+
+
+PRECISIONS = ("float32", "tf32", "bfloat16")
+
+
+@contextmanager
+def rollout_precision(precision: str, device: torch.device):
+    """The arithmetic `CEMConfig.precision` names, for the model calls inside this block only."""
+    if precision == "bfloat16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+    elif precision == "tf32" and device.type == "cuda":
+        # a global flag with no context manager of torch's own: set for the block, then restored
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+    else:
+        yield
 
 
 @dataclass
@@ -35,6 +58,11 @@ class CEMConfig:
     #: new candidates in the next iteration, and (shifted one step) in the next step's first one.
     #: 0 is PETS's CEM, the default; the cost of a step does not change.
     keep_elites: float = 0.0
+    #: the arithmetic of the candidates' rollouts through the model: `float32` (the default);
+    #: `tf32`, float32 matmuls on TF32 tensor cores (CUDA only: the same as float32 on a CPU);
+    #: `bfloat16`, the model's matmuls under bfloat16 autocast (the states and rewards stay float32).
+    #: `benchmarks/bench_precision.py` measures what each does to real rewards (docs/benchmarks.md).
+    precision: Literal["float32", "tf32", "bfloat16"] = "float32"
 
     def __post_init__(self):
         require_at_least_one(
@@ -46,6 +74,8 @@ class CEMConfig:
             raise ObjmmError(f"cem.alpha must be in [0, 1), got {self.alpha}")
         if not 0 <= self.keep_elites <= 1:
             raise ObjmmError(f"cem.keep_elites must be in [0, 1], got {self.keep_elites}")
+        if self.precision not in PRECISIONS:
+            raise ObjmmError(f"cem.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def kept(self) -> int:
@@ -153,6 +183,8 @@ class CEMPlanner(MPCPlannerBase):
         n, p, horizon, _ = candidates.shape
         start = obs.unsqueeze(1).expand(n, p, obs.shape[-1]).reshape(n * p, -1)
         flat = candidates.reshape(n * p, horizon, -1)
-        total = self.env.reward(self.env.predict_trajectory(start, flat), flat).sum(-1)
+        with rollout_precision(self.config.precision, obs.device):
+            states = self.env.predict_trajectory(start, flat)
+        total = self.env.reward(states.float(), flat).sum(-1)
         # a model that predicts NaN/inf makes that candidate the worst, not the planner crash
         return torch.nan_to_num(total, nan=-1e9, posinf=-1e9, neginf=-1e9).view(n, p)

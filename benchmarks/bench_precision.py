@@ -1,0 +1,77 @@
+"""What the planner's precision (`cem.precision`: tf32, bfloat16) does to real rewards, against float32.
+
+    python benchmarks/bench_precision.py --models RUN_DIR [--episodes 2] [--episode-steps 200]
+                                         [--precisions tf32 bfloat16] [--device cuda] [--stack 20]
+
+The models are a PETS run's (`RUN_DIR/models/trial_*.pt`, e.g. `objmm pets --config
+configs/pets/cartpole.yaml`'s): every model plans `--episodes` real episodes at each precision, the
+same episodes (start states and planner samples, `objmm.experiments.rewards.stacked_rewards`), so
+each (model, episode) is a pair. Printed per precision: the mean reward difference to float32 with
+its 95% interval over models (a cluster bootstrap, a model's episodes together), the share of
+episodes whose reward changed, and the time of the evaluation against float32's in the same run.
+Table 1's planner (CEM 25/400/40/5) unless `--cem` gives another (horizon population elites iterations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from objmm.experiments.rewards import Evaluation, stacked_rewards
+from objmm.planning import CEMConfig
+from objmm.stats import paired_difference
+from objmm.training.saved_models import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", required=True, help="a PETS run directory (its models/trial_*.pt)")
+    parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument("--episode-steps", type=int, default=None)
+    parser.add_argument("--precisions", nargs="+", default=["tf32", "bfloat16"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stack", type=int, default=20, help="models evaluated at once")
+    parser.add_argument("--cem", type=int, nargs=4, default=[25, 400, 40, 5])
+    args = parser.parse_args()
+    paths = sorted(Path(args.models, "models").glob("trial_*.pt"))
+    if not paths:
+        raise SystemExit(f"bench_precision: no models/trial_*.pt in {args.models}")
+    modules = [load_model(path, args.device)[0] for path in paths]
+    env = {"id": modules[0].hparams.env_id, "kwargs": dict(modules[0].env_kwargs)}
+    horizon, population, elites, iterations = args.cem
+
+    def rewards(precision: str) -> tuple[np.ndarray, float]:
+        cem = CEMConfig(horizon, population, elites, iterations, precision=precision)
+        evaluation = Evaluation(args.episodes, args.episode_steps, cem)
+        start = time.perf_counter()
+        found = np.concatenate(
+            [
+                stacked_rewards(modules[i : i + args.stack], evaluation, env, seed=0, device=args.device)
+                for i in range(0, len(modules), args.stack)
+            ]
+        )
+        return found, time.perf_counter() - start
+
+    exact, exact_seconds = rewards("float32")
+    print(f"\nplanner precision on {args.device}: {len(modules)} models of {args.models} x {args.episodes} episodes")
+    print(f"float32: mean reward {exact.mean():.1f}, {exact_seconds:.0f} s")
+    print(
+        "| precision | mean reward | minus float32 [95% interval over models] | episodes changed | time / float32's |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    clusters = np.repeat(np.arange(len(modules)), args.episodes)
+    for precision in args.precisions:
+        found, seconds = rewards(precision)
+        d = paired_difference(found.ravel(), exact.ravel(), clusters)
+        changed = np.mean(~np.isclose(found, exact, rtol=1e-6, atol=1e-6))
+        print(
+            f"| {precision} | {found.mean():.1f} | {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] | {changed:.0%} | "
+            f"{seconds / exact_seconds:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
