@@ -22,7 +22,6 @@ from objmm.envs import Task
 from objmm.errors import ObjmmError, require_at_least_one
 from objmm.planning.model_env import Dynamics, ModelEnv
 
-
 PRECISIONS = ("float32", "tf32", "bfloat16")
 
 
