@@ -129,6 +129,9 @@ class StackedDynamicsModule(L.LightningModule):
             )
         self.log("train/loss", self.epoch_losses.mean())
 
+    def transfer_batch_to_device(self, batch: TensorDict, device: torch.device, dataloader_idx: int) -> TensorDict:
+        return batch.to(device, non_blocking=True)  # in one call, as `TransitionDataModule` does
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self._template.optimizer({n: self.stacked[_name(n)] for n in self.names})
 
