@@ -26,10 +26,15 @@ class EnsembleBatches:
     """Epochs of [members, batch] TensorDicts. Each member's bootstrap sample (rows drawn with
     replacement) is drawn once, here; every epoch walks a new shuffle of the same sample. The
     shuffles come from `generator`, whose state a checkpoint keeps (`TransitionDataModule.state_dict`),
-    so a resumed fit walks the rows in the same order as an uninterrupted one."""
+    so a resumed fit walks the rows in the same order as an uninterrupted one.
 
-    def __init__(self, data: TensorDict, members: int, batch_size: int, bootstrap: bool, seed: int):
-        self.data, self.members, self.batch_size = data, members, batch_size
+    An epoch's rows are gathered in shuffled order once and moved to `device` in one copy; its
+    batches are slices of that (a GPU then gets one host-to-device copy an epoch, not one a step)."""
+
+    def __init__(
+        self, data: TensorDict, members: int, batch_size: int, bootstrap: bool, seed: int, device: str = "cpu"
+    ):
+        self.data, self.members, self.batch_size, self.device = data, members, batch_size, device
         self.generator = torch.Generator().manual_seed(derive_seed(seed, "bootstrap"))
         n = len(data)
         if bootstrap and members > 1:
@@ -43,9 +48,9 @@ class EnsembleBatches:
     def __iter__(self) -> Iterator[TensorDict]:
         n = len(self.data)
         shuffle = torch.rand(self.members, n, generator=self.generator).argsort(dim=1)
-        order = self.sample.gather(1, shuffle)
+        epoch = self.data[self.sample.gather(1, shuffle)].to(self.device)  # [members, n]
         for start in range(0, n, self.batch_size):
-            yield self.data[order[:, start : start + self.batch_size]]
+            yield epoch[:, start : start + self.batch_size]
 
 
 class FixedBatches:
@@ -157,8 +162,15 @@ class TransitionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> EnsembleBatches:
         # called once per fit: the bootstrap is drawn here, and each epoch reshuffles it
+        return self.train_batches(self.trainer.strategy.root_device if self.trainer is not None else "cpu")
+
+    def train_batches(self, device: torch.device | str = "cpu") -> EnsembleBatches:
+        """The fit's batches, each epoch's rows moved to `device` in one copy (`train_dataloader`, and
+        each model's own batches in a stacked fit)."""
         seed = derive_seed(self.seed, "fit", self.fit_index)
-        batches = EnsembleBatches(self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, seed)
+        batches = EnsembleBatches(
+            self.train_set.data, self.ensemble_size, self.batch_size, self.bootstrap, seed, device
+        )
         resumed = getattr(self, "_resumed_shuffle_state", None)
         if resumed is not None:  # a fit resumed from a checkpoint: the same bootstrap, the next shuffles
             batches.generator.set_state(resumed)

@@ -155,7 +155,7 @@ def fit_stacked(
         module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
         module.objective.on_fit_start(data.train_set)
     stacked = StackedDynamicsModule(modules)
-    batches = StackedBatches([data.train_dataloader() for data in datamodules])
+    batches = StackedBatches([data.train_batches(trainer.strategy.root_device) for data in datamodules])
     try:
         trainer.fit(stacked, train_dataloaders=batches)
     except SystemExit:  # Lightning turns Ctrl-C inside fit into SystemExit(1)
