@@ -1,8 +1,10 @@
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +124,15 @@ def pets_tiny(tmp_path_factory, objmm_in):
         shutil.copytree(made / "runs" / "pets_tiny", Path(folder) / "runs" / "pets_tiny")
 
     return copy_to
+
+
+def histories(out: Path) -> dict[str, list[dict]]:
+    """Every run's per-trial metrics, less the wall times."""
+    return {
+        run.name: [
+            {k: v for k, v in h.items() if not k.startswith("seconds")}
+            for h in json.loads((run / "state.json").read_text())["history"]
+        ]
+        for run in sorted(out.iterdir())
+        if (run / "state.json").exists()
+    }

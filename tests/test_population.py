@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import kill_when
+from conftest import histories, kill_when
 from scipy import stats
 
 from objmm.cli import main
@@ -298,18 +298,6 @@ def sweep(tmp_path_factory, objmm_in) -> Path:
     where = tmp_path_factory.mktemp("sweep")
     objmm_in(where, SWEEP)
     return where
-
-
-def histories(out: Path) -> dict[str, list[dict]]:
-    """Every run's per-trial metrics, less the wall times."""
-    return {
-        run.name: [
-            {k: v for k, v in h.items() if not k.startswith("seconds")}
-            for h in json.loads((run / "state.json").read_text())["history"]
-        ]
-        for run in sorted(out.iterdir())
-        if (run / "state.json").exists()
-    }
 
 
 def test_a_sweep_runs_every_seed_and_type_once_and_feeds_the_population(sweep, in_tmp, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CARTPOLE
+from conftest import CARTPOLE, histories
 
 from objmm.cli import main
 from objmm.data import load_source
@@ -68,18 +68,6 @@ def test_a_stack_takes_only_models_of_one_shape_and_a_stateless_loss(device):
         Exception, match="stacked training takes the NLL or MSE objective; model 1 trains with MultiStep"
     ):
         StackedDynamicsModule([modules[0], multi])
-
-
-def histories(out: Path) -> dict[str, list[dict]]:
-    """Every run's per-trial metrics, less the wall times."""
-    return {
-        run.name: [
-            {k: v for k, v in h.items() if not k.startswith("seconds")}
-            for h in json.loads((run / "state.json").read_text())["history"]
-        ]
-        for run in sorted(out.iterdir())
-        if (run / "state.json").exists()
-    }
 
 
 def assert_same_runs(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> None:
