@@ -1,11 +1,13 @@
 """One CEM planning step at Table 1's cartpole settings: objmm's planner vs a plain-torch loop.
 
-    python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 7]
+    python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 7] [--env halfcheetah]
 
 Both sides do the same arithmetic with the same weights (PE 5 x 500 x 2 network, CEM 400
 candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written out with raw
 tensors and no torchrl, TensorDict or module calls. The FLOP floor is the step's matmul FLOPs
-divided by this machine's measured float32 matmul rate.
+divided by this machine's measured float32 matmul rate. `--env halfcheetah`: the half cheetah's
+Table 1 step instead (CEM 500 x horizon 30 x 5 iterations, 50 elites, PE 5 x 200 x 4), objmm
+against the floor only (the plain side is the cartpole's).
 """
 
 from __future__ import annotations
@@ -99,24 +101,36 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1, help="parallel episodes planned in one call")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--width", type=int, default=500)
+    parser.add_argument("--width", type=int, default=None, help="default: Table 1's (cartpole 500, half cheetah 200)")
+    parser.add_argument("--env", choices=["cartpole", "halfcheetah"], default="cartpole")
     args = parser.parse_args()
     torch.manual_seed(0)
-    cfg = CEMConfig(horizon=25, population=400, elites=40, iterations=5)
-    model = DynamicsModel(ENV_ID, members=5, width=args.width, depth=2).to(args.device).eval()
+    cartpole = args.env == "cartpole"
+    env_id = ENV_ID if cartpole else "objmm/PETSHalfCheetah-v0"
+    if cartpole:
+        cfg, width, depth = CEMConfig(horizon=25, population=400, elites=40, iterations=5), args.width or 500, 2
+    else:
+        cfg, width, depth = CEMConfig(horizon=30, population=500, elites=50, iterations=5), args.width or 200, 4
+    model = DynamicsModel(env_id, members=5, width=width, depth=depth).to(args.device).eval()
     planner = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg)
-    obs = torch.randn(args.episodes, 4, device=args.device)
+    obs = torch.randn(args.episodes, model.task.obs_dim, device=args.device) * 0.1
 
     def objmm_step():
         planner.reset()
         return planner.plan(obs)
 
     with torch.no_grad():
-        t_objmm, t_plain = timed_pair(objmm_step, lambda: plain_cem_step(model, obs, cfg), args.repeats, args.device)
-    w = args.width
-    flops = 2 * (6 * w + w * w + w * 8) * 5 * cfg.population * cfg.horizon * cfg.iterations * args.episodes
+        if cartpole:
+            plain = lambda: plain_cem_step(model, obs, cfg)  # noqa: E731
+            t_objmm, t_plain = timed_pair(objmm_step, plain, args.repeats, args.device)
+        else:
+            t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
+    sizes = [model.net.hidden[0].weight.shape[1], *[width] * depth, model.net.head.weight.shape[2]]
+    per_row = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # FLOPs of one member's row
+    flops = per_row * model.members * cfg.population * cfg.horizon * cfg.iterations * args.episodes
     rate = matmul_gflops(args.device)
     result = {
+        "env": args.env,
         "device": args.device,
         "threads": torch.get_num_threads(),
         "episodes": args.episodes,

@@ -15,6 +15,7 @@ Table 1's planner (CEM 25/400/40/5) unless `--cem` gives another (horizon popula
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: | ---: |")
     clusters = np.repeat(np.arange(len(modules)), args.episodes)
+    rows = []
     for precision in args.precisions:
         found, seconds = rewards(precision)
         d = paired_difference(found.ravel(), exact.ravel(), clusters)
@@ -71,6 +73,9 @@ def main() -> None:
             f"| {precision} | {found.mean():.1f} | {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] | {changed:.0%} | "
             f"{seconds / exact_seconds:.2f}x |"
         )
+        rows.append({"precision": precision, "minus_float32": d.mean, "low": d.low, "high": d.high,
+                     "changed": float(changed), "time_over_float32": round(seconds / exact_seconds, 3)})  # fmt: skip
+    print(json.dumps({"device": args.device, "models": len(modules), "episodes": args.episodes, "precisions": rows}))
 
 
 if __name__ == "__main__":

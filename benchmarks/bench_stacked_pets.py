@@ -57,6 +57,8 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: | ---: |")
     for s in stacks:
         print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x |")
+    rows = [{"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3)} for s in stacks]
+    print(json.dumps({"device": args.device, "trials": args.trials, "steps": args.episode_steps, "stacks": rows}))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@
 #    beside cpu).
 # Each step has its own time limit and a failed step does not stop the others: the summary at the
 # end names every step that failed, and the exit status is non-zero if any did.
-# $OUT (default /tmp/objmm_gpu_check) receives check.log, the benchmarks' output and the steps' runs.
+# $OUT (default /tmp/objmm_gpu_check) receives check.log, each step's output (steps/<step>.log), the steps'
+# runs, and at the end the table of issue 20's targets, measured or not (benchmarks/targets.py).
 # DEVICE=cpu runs the same steps on the CPU (to try the script itself on a machine without a GPU).
 # BUDGET=SECONDS caps the whole check: each step gets at most what is left, and steps past it are skipped.
 set -uo pipefail
 export WANDB_MODE=offline WANDB_SILENT=true PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/objmm_gpu_check}
-mkdir -p "$out/work" && cd "$(dirname "$0")/.." && root=$PWD
+mkdir -p "$out/work" "$out/steps" && cd "$(dirname "$0")/.." && root=$PWD
 failed=() skipped=()
 budget=${BUDGET:-0}
 
@@ -28,7 +29,7 @@ step() {
     [ "$left" -lt "$limit" ] && limit=$left
   fi
   echo "== $name" | tee -a "$out/check.log"
-  timeout "$limit" "$@" 2>&1 | tee -a "$out/check.log"
+  timeout "$limit" "$@" 2>&1 | tee "$out/steps/$name.log" | tee -a "$out/check.log"
   local status=${PIPESTATUS[0]}
   printf "\n== %s: exit %s, %s s\n" "$name" "$status" "$((SECONDS - start))" | tee -a "$out/check.log"
   [ "$status" -eq 0 ] || failed+=("$name")
@@ -51,12 +52,16 @@ step benchmark 120 env -C "$out/work" objmm benchmark --config "$root/configs/be
 step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
 step bench_population 90 python benchmarks/bench_population.py --device "$device" --stacks 1 8 32 64 --episodes 10
 step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10
+[ "$device" = cpu ] || step bench_planning_cuda_1 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1
+[ "$device" = cpu ] || step bench_planning_cuda_cheetah 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" --stacks 1 4 16 --trials 2 --episode-steps 50 --epochs 5
 # the code path and its time only: pets_tiny's models are too small for their rewards to mean anything
 step bench_precision 90 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/pets_tiny" --episodes 2 --episode-steps 30
 
+echo "== targets (issue 20)" | tee -a "$out/check.log"
+python benchmarks/targets.py "$out" | tee -a "$out/check.log"
 [ ${#skipped[@]} -eq 0 ] || echo "gpu_check: skipped (past BUDGET): ${skipped[*]}" | tee -a "$out/check.log"
 if [ ${#failed[@]} -eq 0 ]; then
   echo "gpu_check: every step that ran passed" | tee -a "$out/check.log"

@@ -1,0 +1,72 @@
+"""Issue 20's speed targets, measured or not, from the benchmarks' outputs in a folder.
+
+    python benchmarks/targets.py OUT          (gpu_check.sh runs it last on its $OUT/steps)
+
+Each benchmark ends its output with one JSON object; gpu_check.sh keeps every step's output as
+`OUT/steps/<step>.log`. A target reads the step it needs: "met" or "missed" with the measured
+number, or "not measured" where that step did not run (no GPU, a failed step, a skipped one).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def last_json(path: Path) -> dict | None:
+    """The last JSON object a benchmark printed (it may span lines), or None."""
+    if not path.is_file():
+        return None
+    lines = path.read_text(errors="replace").splitlines()
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start].startswith("{"):
+            try:
+                return json.loads("\n".join(lines[start:]))
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def stacked_ratio(found: dict, runs: int) -> float | None:
+    row = next((r for r in found["stacks"] if r["runs"] == runs), None)
+    return None if row is None else row["over_one"]
+
+
+#: (target, the step whose output it reads, the number it takes, how it is met, how the number prints)
+TARGETS: list[tuple[str, str, Callable[[dict], float | None], Callable[[float], bool], str]] = [
+    ("CPU: Table 1 cartpole step >= 85% of the matmul floor (time / floor <= 1.18)", "bench_planning_cpu",
+     lambda f: f["objmm_over_floor"], lambda x: x <= 1 / 0.85, "{:.2f}x the floor"),
+    ("CUDA: one-episode Table 1 cartpole step <= 5 ms", "bench_planning_cuda_1",
+     lambda f: f["objmm_ms"], lambda x: x <= 5, "{:.1f} ms"),
+    ("CUDA: 10-episode cartpole step within 1.3x of the FLOP floor", "bench_planning_cuda",
+     lambda f: f["objmm_over_floor"], lambda x: x <= 1.3, "{:.2f}x the floor"),
+    ("CUDA: half cheetah Table 1 step (CEM 500 x 30 x 5, PE 5 x 200 x 4) <= 10 ms", "bench_planning_cuda_cheetah",
+     lambda f: f["objmm_ms"], lambda x: x <= 10, "{:.1f} ms"),
+    ("CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one", "bench_stacked_pets",
+     lambda f: stacked_ratio(f, 16) if f.get("device", "").startswith("cuda") else None, lambda x: x <= 2,
+     "{:.2f}x one run"),
+    ("CUDA: Lightning training within 1.3x of a plain loop (batch 32)", "bench_training",
+     lambda f: f["steady_ratio_lightning_over_plain"] if f.get("device", "").startswith("cuda") else None,
+     lambda x: x <= 1.3, "{:.2f}x the plain loop"),
+]  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python benchmarks/targets.py OUT (the folder gpu_check.sh wrote)")
+    steps = Path(sys.argv[1]) / "steps"
+    print("| target | measured | |")
+    print("| --- | --- | --- |")
+    for name, step, number, met, shown in TARGETS:
+        found = last_json(steps / f"{step}.log")
+        value = number(found) if found is not None else None
+        if value is None:
+            print(f"| {name} | not measured ({step}) | |")
+        else:
+            print(f"| {name} | {shown.format(value)} | {'met' if met(value) else 'missed'} |")
+
+
+if __name__ == "__main__":
+    main()
