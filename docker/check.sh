@@ -54,7 +54,8 @@ base=$(podman image inspect localhost/objmm-base-cpu --format '{{.Size}}')
 # 4. inside it: the tests (the README's test command after its install, which the image ran) and gpu_check on the CPU
 box=$(buildah from localhost/objmm:check)
 trap 'buildah rm "$box" >/dev/null' EXIT
-inside() { buildah run --isolation chroot --network host "${certs[@]}" "$box" -- env WANDB_MODE=offline "$@"; }
+# (OMP_NUM_THREADS, when set here, goes in too: a check beside another job keeps to its threads)
+inside() { buildah run --isolation chroot --network host "${certs[@]}" "$box" -- env WANDB_MODE=offline ${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS} "$@"; }
 failed=()
 if [ "${TESTS:-1}" != 0 ]; then
   inside python -m pytest -q -p no:cacheprovider > "$work/tests.log" 2>&1 || failed+=(tests)
