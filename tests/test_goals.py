@@ -68,3 +68,18 @@ def test_bad_input_is_one_line(in_tmp, error_of, pets_tiny):
     assert "has no x_goal in its reward" in message
     assert "goals.goals is empty" in error_of(*GOALS, "--goals.goals", "[]")
     assert "is not an objmm pets run" in error_of(*GOALS, "--goals.run", "runs")
+
+
+def test_a_subset_of_trials_plans_exactly_those_models(goals_run, objmm_in):
+    objmm_in(goals_run, [*GOALS, "--goals.trials", "[1, 3]", "--goals.goals", "[0.0]", "--goals.out", "some"])
+    (piece,) = json.loads((goals_run / "some" / "goals.json").read_text())["goals"]
+    everyone = {p["goal"]: p["rewards"] for p in saved(goals_run)["goals"]}[0.0]
+    # trials 1 and 3 of the 3: the rewards they have in the stack of all 3
+    np.testing.assert_allclose(piece["rewards"], [everyone[0], everyone[2]], rtol=1e-9)
+
+
+def test_trials_the_run_does_not_have_are_one_line(in_tmp, error_of, pets_tiny):
+    pets_tiny(in_tmp)
+    assert error_of(*GOALS, "--goals.trials", "[0, 2, 4]") == (
+        "objmm: error: goals.trials: runs/pets_tiny has the models of trials 1-3, not of [0, 4]"
+    )

@@ -4,17 +4,23 @@ just measured. Lightning's own progress bar covers `objmm fit`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import lightning as L
 import numpy as np
 
 
-def episode_progress(prefix: str, lines: int = 4) -> Callable[[int, int, np.ndarray], None]:
-    """A `collect_episodes` progress hook printing about `lines` lines an episode, each led by `prefix`."""
+def episode_progress(prefix: str, lines: int = 4, seconds: float = 60.0) -> Callable[[int, int, np.ndarray], None]:
+    """A `collect_episodes` progress hook printing about `lines` lines an episode, and one at least
+    every `seconds` between them (a stack of many models' episodes takes minutes a step's quarter),
+    each led by `prefix`."""
+    last = [time.monotonic()]
 
     def progress(step: int, steps: int, returns: np.ndarray) -> None:
-        if step % max(1, steps // lines) == 0 and step != steps:
+        now = time.monotonic()
+        if (step % max(1, steps // lines) == 0 or now - last[0] >= seconds) and step != steps:
+            last[0] = now
             mean = " (mean of the episodes)" if len(returns) > 1 else ""
             print(f"{prefix}step {step}/{steps}, reward so far {float(returns.mean()):.1f}{mean}", flush=True)
 

@@ -51,6 +51,8 @@ class GoalsSettings:
         episode_steps: steps of each episode (default: the task's).
         cem: the planner (Table 1's by default).
         stack: models planned at once.
+        trials: the trials whose models plan (1 is the first; default: every trial's), e.g.
+            `[1, 3, 5, 10, 20]` where a machine cannot afford all (each is episodes x goals episodes).
         histogram_trials: the trials after which Fig. 13 shows the data's x.
         near: a row covers a goal if its cart x is within this of it.
         out: goals.json and the figures.
@@ -62,6 +64,7 @@ class GoalsSettings:
     episode_steps: int | None = None
     cem: CEMConfig = field(default_factory=lambda: CEMConfig(horizon=25, population=400, elites=40, iterations=5))
     stack: int = 20
+    trials: list[int] | None = None
     histogram_trials: list[int] = field(default_factory=lambda: [1, 5, 20])
     near: float = 0.1
     out: str = "runs/goals"
@@ -88,7 +91,12 @@ class GoalsRun(ExperimentRun):
         if "x_goal" not in inspect.signature(task.reward_fn).parameters:
             raise ObjmmError(f"goals: {self.env['id']} has no x_goal in its reward; Appendix B is the cartpole's")
         self.history = load_state(Path(s.run))["history"]
-        self.models = find_models(s.run, "goals.run")
+        models = find_models(s.run, "goals.run")
+        self.trials = s.trials or list(range(1, len(models) + 1))
+        outside = [t for t in self.trials if not 1 <= t <= len(models)]
+        if outside:
+            raise ObjmmError(f"goals.trials: {s.run} has the models of trials 1-{len(models)}, not of {outside}")
+        self.models = [models[t - 1] for t in self.trials]
         self.data = TransitionDataset.load(Path(s.run) / "dataset")
         self.x = self.data.data["obs"][:, task.obs_names.index("x") if "x" in task.obs_names else 0].numpy()
         settings = {k: v for k, v in vars(s).items() if k not in ("goals", "histogram_trials", "near", "out")}
@@ -121,7 +129,7 @@ class GoalsRun(ExperimentRun):
         rho = correlation([r["coverage"] for r in summary], [r["reward"] for r in summary], "spearman", seed=self.seed)
         self.table.add(summary=summary, coverage_vs_reward={"spearman": rho.rho, "low": rho.low, "high": rho.high})
         figures = {
-            "fig12": rewards_figure(pieces, self.out / REWARDS_FIGURE),
+            "fig12": rewards_figure(pieces, self.trials, self.out / REWARDS_FIGURE),
             "fig13": coverage_figure(self.x, self.history, s.histogram_trials, s.goals, self.out / COVERAGE_FIGURE),
         }
         for r in summary:
@@ -140,8 +148,9 @@ class GoalsRun(ExperimentRun):
         return {"summary": summary, "spearman": rho.rho}
 
 
-def rewards_figure(pieces: list[dict], path: Path) -> Path:
-    """Fig. 12: each trial's model's mean reward per goal, negative goals left and positive right."""
+def rewards_figure(pieces: list[dict], trials: list[int], path: Path) -> Path:
+    """Fig. 12: each trial's model's mean reward per goal, negative goals left and positive right
+    (`trials`: the trial of each model, in the order of the pieces' rewards)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(pieces)))
     for ax, sign, title in ((axes[0], -1, "x_goal <= 0"), (axes[1], 1, "x_goal >= 0")):
@@ -149,7 +158,7 @@ def rewards_figure(pieces: list[dict], path: Path) -> Path:
             if p["goal"] * sign < 0:
                 continue
             mean = np.mean(p["rewards"], axis=1)
-            ax.plot(np.arange(1, len(mean) + 1), mean, marker=".", color=colour, label=f"{p['goal']:+.1f}")
+            ax.plot(trials, mean, marker=".", color=colour, label=f"{p['goal']:+.1f}")
         ax.set(title=title, xlabel="trial (whose model plans)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(title="x_goal", fontsize="small")
