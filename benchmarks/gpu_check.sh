@@ -56,7 +56,8 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 [ "$device" = cpu ] || step bench_planning_cuda_cheetah 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
-step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" --stacks 1 4 16 --trials 2 --episode-steps 50 --epochs 5
+if [ "$device" = cpu ]; then stacked=(--stacks 1 2 --episode-steps 10); else stacked=(--stacks 1 4 16 --episode-steps 50); fi
+step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
 # the code path and its time only: pets_tiny's models are too small for their rewards to mean anything
 step bench_precision 90 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/pets_tiny" --episodes 2 --episode-steps 30
 
