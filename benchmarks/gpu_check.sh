@@ -35,7 +35,16 @@ step() {
   [ "$status" -eq 0 ] || failed+=("$name")
 }
 device=${DEVICE:-cuda}
-if [ "$device" = cpu ]; then gpu=(--trainer.accelerator cpu); else gpu=(--trainer.accelerator gpu); fi
+# on a CPU (trying the script itself) the benchmarks run CPU-sized: the GPU's sizes take many minutes there
+if [ "$device" = cpu ]; then
+  gpu=(--trainer.accelerator cpu)
+  population=(--stacks 1 2 --episodes 1 --repeats 1) planning=(--repeats 2 --episodes 1)
+  stacked=(--stacks 1 2 --episode-steps 10)
+else
+  gpu=(--trainer.accelerator gpu)
+  population=(--stacks 1 8 32 64 --episodes 10) planning=(--repeats 5 --episodes 10)
+  stacked=(--stacks 1 4 16 --episode-steps 50)
+fi
 
 step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert d.type == 'cpu' or torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0) if d.type == 'cuda' else 'cpu')"
 step tests 240 python -m pytest -q -m device --device "$device" -x -p no:cacheprovider
@@ -50,13 +59,12 @@ step babbling 90 env -C "$out/work" objmm babbling --config "$root/configs/babbl
 step goals 60 env -C "$out/work" objmm goals --config "$root/configs/goals/tiny.yaml" "${gpu[@]}"
 step benchmark 120 env -C "$out/work" objmm benchmark --config "$root/configs/benchmark/tiny.yaml" "${gpu[@]}"
 step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
-step bench_population 90 python benchmarks/bench_population.py --device "$device" --stacks 1 8 32 64 --episodes 10
-step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" --repeats 5 --episodes 10
+step bench_population 90 python benchmarks/bench_population.py --device "$device" "${population[@]}"
+step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" "${planning[@]}"
 [ "$device" = cpu ] || step bench_planning_cuda_1 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1
 [ "$device" = cpu ] || step bench_planning_cuda_cheetah 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
-if [ "$device" = cpu ]; then stacked=(--stacks 1 2 --episode-steps 10); else stacked=(--stacks 1 4 16 --episode-steps 50); fi
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
 # the code path and its time only: pets_tiny's models are too small for their rewards to mean anything
 step bench_precision 90 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/pets_tiny" --episodes 2 --episode-steps 30
