@@ -38,11 +38,11 @@ device=${DEVICE:-cuda}
 # on a CPU (trying the script itself) the benchmarks run CPU-sized: the GPU's sizes take many minutes there
 if [ "$device" = cpu ]; then
   gpu=(--trainer.accelerator cpu)
-  population=(--stacks 1 2 --episodes 1 --repeats 1) planning=(--repeats 2 --episodes 1)
+  distance=(--rows 2500000) population=(--stacks 1 2 --episodes 1 --repeats 1) planning=(--repeats 2 --episodes 1)
   stacked=(--stacks 1 2 --episode-steps 10)
 else
   gpu=(--trainer.accelerator gpu)
-  population=(--stacks 1 8 32 64 --episodes 10) planning=(--repeats 5 --episodes 10)
+  distance=(--rows 25000000) population=(--stacks 1 8 32 64 --episodes 10) planning=(--repeats 5 --episodes 10)
   stacked=(--stacks 1 4 16 --episode-steps 50)
 fi
 
@@ -58,7 +58,7 @@ step pairs 60 env -C "$out/work" objmm pairs --config "$root/configs/pairs/tiny.
 step babbling 90 env -C "$out/work" objmm babbling --config "$root/configs/babbling/tiny.yaml" "${gpu[@]}"
 step goals 60 env -C "$out/work" objmm goals --config "$root/configs/goals/tiny.yaml" "${gpu[@]}"
 step benchmark 120 env -C "$out/work" objmm benchmark --config "$root/configs/benchmark/tiny.yaml" "${gpu[@]}"
-step bench_distance 60 python benchmarks/bench_distance.py --device "$device" --rows 25000000
+step bench_distance 60 python benchmarks/bench_distance.py --device "$device" "${distance[@]}"
 step bench_population 90 python benchmarks/bench_population.py --device "$device" "${population[@]}"
 step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" "${planning[@]}"
 [ "$device" = cpu ] || step bench_planning_cuda_1 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1
