@@ -111,3 +111,16 @@ def test_babbling_runs_pets_from_each_size_of_off_task_data_and_goes_on(in_tmp, 
     out = capsys.readouterr().out
     assert "2 PETS runs (2 done)" in out and "training on" not in out
     assert json.loads(Path("runs/babbling_tiny/babbling.json").read_text()) == table
+
+
+def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_old_behaviour(tmp_path):
+    path = tmp_path / "table.json"
+    old = plain({"cem": CEMConfig(horizon=3), "stack": 2})
+    del old["cem"]["precision"]  # as written before cem.precision existed
+    path.write_text(json.dumps({"settings": old, "cells": [{"name": "a"}]}))
+    table = ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2}, field="cells", key="name")
+    assert list(table.pieces) == ["a"]  # float32 is what it was made with
+    with pytest.raises(ObjmmError, match="was made with other settings"):  # but not at another precision
+        ResultsFile(path, {"cem": CEMConfig(horizon=3, precision="bfloat16"), "stack": 2}, field="cells", key="name")
+    with pytest.raises(ObjmmError, match="was made with other settings"):  # nor with a setting that never existed
+        ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2, "width": 8}, field="cells", key="name")

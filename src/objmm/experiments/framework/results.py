@@ -15,7 +15,25 @@ from pathlib import Path
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.framework.config import plain
+from objmm.experiments.framework.config import flat, plain
+
+#: settings added to objmm after results files were written, each with the value that does what objmm
+#: did before it: a file that lacks one was made with that value, and goes on
+ADDED_SETTINGS = {"cem.precision": "float32", "trials": None}
+
+
+def same_settings(saved, now) -> bool:
+    """`saved == now`, but for settings `saved` predates (`ADDED_SETTINGS`) set to their old behaviour."""
+    if saved == now or not (isinstance(saved, dict) and isinstance(now, dict)):
+        return saved == now
+    before, after = flat(saved), flat(now)
+
+    def as_before(key: str) -> bool:  # a setting the file predates, at the value that changes nothing
+        return any(
+            (key == name or key.endswith(f".{name}")) and after[key] == value for name, value in ADDED_SETTINGS.items()
+        )
+
+    return before == {key: value for key, value in after.items() if key in before or not as_before(key)}
 
 
 class ResultsFile:
@@ -50,7 +68,7 @@ class ResultsFile:
         if not self.path.exists():
             return
         saved = self.read()
-        if plain(saved.get("settings")) != self.settings:
+        if not same_settings(plain(saved.get("settings")), self.settings):
             keep = f", only {may_change} may change," if may_change else ""
             raise ObjmmError(
                 f"{self.path} was made with other settings; use another {setting} (or the same settings{keep} to go on)"
