@@ -133,9 +133,11 @@ class GoalsRun(ExperimentRun):
             "fig13": coverage_figure(self.x, self.history, s.histogram_trials, s.goals, self.out / COVERAGE_FIGURE),
         }
         for r in summary:
+            spread = f" [{r['low']:.1f}, {r['high']:.1f}] (last model, {s.episodes} episodes)"
             print(
-                f"  {goal_name(r['goal'])}: reward {r['reward']:.1f} [{r['low']:.1f}, {r['high']:.1f}] "
-                f"(last model, {s.episodes} episodes), {100 * r['coverage']:.1f}% of the run's rows within {s.near}",
+                f"  {goal_name(r['goal'])}: reward {r['reward']:.1f}"
+                + (spread if s.episodes > 1 else " (last model, one episode: no interval)")
+                + f", {100 * r['coverage']:.1f}% of the run's rows within {s.near}",
                 flush=True,
             )
         self.publish(
