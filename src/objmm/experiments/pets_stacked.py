@@ -70,7 +70,9 @@ def run_together(runs: Sequence[PETSRun]) -> None:
     for run in runs:
         run.logger = None  # one W&B run per process: each run logs after the loop (log_to_wandb)
         run.begin()
-    unlogged = [run.state.get("wandb_trials", run.state["finished_trials"]) for run in runs]
+    # what each W&B run holds, kept in state.json from the first trial saved here on (a SIGKILL skips
+    # the `finally` below: the next start logs from there); a run that never stacked logged as it went
+    unlogged = [run.state.setdefault("wandb_trials", run.state["finished_trials"]) for run in runs]
     try:
         together = max(run.state["finished_trials"] for run in runs)
         for run in runs:  # a kill between two runs' saves left some a trial behind
