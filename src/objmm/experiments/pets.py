@@ -38,7 +38,7 @@ from objmm.seeding import derive_seed
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.metrics import dataset_metrics
 from objmm.training.saved_models import load_model, save_model
-from objmm.training.trainer import INNER_FIT
+from objmm.training.trainer import INNER_FIT, inner_fit
 
 #: the settings a resumed run may change: its length, where it is and runs, and how it is logged
 MAY_CHANGE = ("pets.trials", "pets.run_dir", "trainer.logger", "trainer.accelerator", "trainer.devices")
@@ -111,12 +111,7 @@ class PETSRun(ExperimentRun):
     def fit(self, datamodule: TransitionDataModule, epochs: int, trial: int) -> float:
         """Train the trial's model; its last epoch's mean training loss."""
         trainer = self.trainer(epochs, trial)
-        try:
-            trainer.fit(self.module, datamodule=datamodule)
-        except SystemExit:  # Lightning turns Ctrl-C inside fit into SystemExit(1)
-            if trainer.interrupted:
-                raise KeyboardInterrupt from None
-            raise
+        inner_fit(trainer, self.module, datamodule=datamodule)
         self.module.to(self.device)
         return float(trainer.callback_metrics.get("train/loss", float("nan")))
 

@@ -205,18 +205,11 @@ class PETSSweepRun(SweepRun):
             arguments = [(name, configs[name], config["pets"]["run_dir"], trials, bar) for name, config in runs]
             self.run_all(run_one, arguments, land)
         else:
-            groups = [
-                (
-                    "+".join(names),
-                    names,
-                    [configs[n] for n in names],
-                    [c["pets"]["run_dir"] for _, c in group],
-                    trials,
-                    bar,
-                )
-                for group in stacks(runs, self.settings.stack)
-                for names in [[n for n, _ in group]]
-            ]
+            groups = []
+            for group in stacks(runs, self.settings.stack):
+                names = [name for name, _ in group]
+                dirs = [config["pets"]["run_dir"] for _, config in group]
+                groups.append(("+".join(names), names, [configs[n] for n in names], dirs, trials, bar))
             self.run_all(run_stack, groups, land)
         types = list(dict.fromkeys(type_of_run(name) for name, _ in runs))
         found = summary(list(index.entries.values()), types, bar)

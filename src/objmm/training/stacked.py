@@ -21,6 +21,7 @@ from objmm.errors import ObjmmError
 from objmm.objectives import MSE, GaussianNLL
 from objmm.training.datamodule import EnsembleBatches, TransitionDataModule
 from objmm.training.module import DynamicsModule
+from objmm.training.trainer import inner_fit
 
 #: objectives that keep nothing of their own between fits (a loss that reads its run's data or keeps
 #: state, e.g. online re-weighting, would need one objective per model inside the batched step)
@@ -156,11 +157,6 @@ def fit_stacked(
         module.objective.on_fit_start(data.train_set)
     stacked = StackedDynamicsModule(modules)
     batches = StackedBatches([data.train_batches(trainer.strategy.root_device) for data in datamodules])
-    try:
-        trainer.fit(stacked, train_dataloaders=batches)
-    except SystemExit:  # Lightning turns Ctrl-C inside fit into SystemExit(1)
-        if trainer.interrupted:
-            raise KeyboardInterrupt from None
-        raise
+    inner_fit(trainer, stacked, train_dataloaders=batches)
     stacked.unstack()
     return stacked.epoch_losses.tolist()

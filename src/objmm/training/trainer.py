@@ -18,6 +18,17 @@ INNER_FIT = {
 }
 
 
+def inner_fit(trainer: L.Trainer, module: L.LightningModule, **data) -> None:
+    """`trainer.fit(module, **data)` inside a loop: a Ctrl-C, which Lightning turns into SystemExit(1)
+    inside fit, comes out as the KeyboardInterrupt the loop's "go on" line answers."""
+    try:
+        trainer.fit(module, **data)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def quiet_lightning() -> None:
     """Lightning's info lines (devices, tips) off: a loop of fits prints its own progress."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
