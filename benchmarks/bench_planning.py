@@ -7,7 +7,9 @@ candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written ou
 tensors and no torchrl, TensorDict or module calls. The FLOP floor is the step's matmul FLOPs
 divided by this machine's measured float32 matmul rate. `--env halfcheetah`: the half cheetah's
 Table 1 step instead (CEM 500 x horizon 30 x 5 iterations, 50 elites, PE 5 x 200 x 4), objmm
-against the floor only (the plain side is the cartpole's).
+against the floor only (the plain side is the cartpole's). On CUDA the step is also timed as a
+captured CUDA graph (`cem.cuda_graph`), interleaved with the eager step, with the largest
+difference of the two's actions from the same draws.
 """
 
 from __future__ import annotations
@@ -125,6 +127,18 @@ def main() -> None:
             t_objmm, t_plain = timed_pair(objmm_step, plain, args.repeats, args.device)
         else:
             t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
+        graph = args.device.startswith("cuda")
+        if graph:
+            cfg_graph = CEMConfig(**{**vars(cfg), "cuda_graph": True})
+            graphed = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg_graph)
+
+            def graph_step():
+                graphed.reset()
+                return graphed.plan(obs)
+
+            planner.seed_noise(1), graphed.seed_noise(1)
+            difference = (objmm_step() - graph_step()).abs().max().item()  # the first: captured, then replayed
+            t_eager, t_graph = timed_pair(objmm_step, graph_step, args.repeats, args.device)
     sizes = [model.net.hidden[0].weight.shape[1], *[width] * depth, model.net.head.weight.shape[2]]
     per_row = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # FLOPs of one member's row
     flops = per_row * model.members * cfg.population * cfg.horizon * cfg.iterations * args.episodes
@@ -142,6 +156,14 @@ def main() -> None:
         "flop_floor_ms": round(flops / rate / 1e6, 1),
         "objmm_over_floor": round(t_objmm / (flops / rate / 1e9), 2),
     }
+    if graph:
+        result |= {
+            "graph_ms": round(t_graph * 1e3, 2),
+            "eager_ms_beside_graph": round(t_eager * 1e3, 2),
+            "graph_over_eager": round(t_graph / t_eager, 3),
+            "graph_over_floor": round(t_graph / (flops / rate / 1e9), 2),
+            "graph_max_action_difference": difference,
+        }
     print(json.dumps(result, indent=2))
 
 

@@ -4,8 +4,8 @@
 # 1. the tests that take a device (models, losses, planner, d*, training, stacking, PETS, attack,
 #    reweight) with --device cuda;
 # 2. every experiment subcommand on its tiny config with the trainer (so the planner) on the GPU;
-# 3. the d*, population, planning, training, stacked-PETS and precision benchmarks on cuda (planning
-#    beside cpu).
+# 3. the d*, population, planning (eager and as a captured CUDA graph), training, stacked-PETS and
+#    precision benchmarks on cuda (planning beside cpu).
 # Each step has its own time limit and a failed step does not stop the others: the summary at the
 # end names every step that failed, and the exit status is non-zero if any did.
 # $OUT (default /tmp/objmm_gpu_check) receives check.log, each step's output (steps/<step>.log), the steps'
@@ -50,6 +50,8 @@ step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert 
 step tests 240 python -m pytest -q -m device --device "$device" -x -p no:cacheprovider
 step fit 60 env -C "$out/work" objmm fit --config "$root/configs/fit/tiny.yaml" "${gpu[@]}" --trainer.max_epochs 2
 step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2
+# the same run planning through captured CUDA graphs (cem.cuda_graph; the device tests check its steps equal the eager ones)
+[ "$device" = cpu ] || step pets_cuda_graph 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2 --pets.cem.cuda_graph true --pets.run_dir runs/pets_tiny_cuda_graph
 step population 60 env -C "$out/work" objmm population --config "$root/configs/population/tiny.yaml" "${gpu[@]}"
 step attack 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.expert runs/pets_tiny/dataset
 step attack_gradient 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.method gradient --attack.out runs/attack_tiny_gradient

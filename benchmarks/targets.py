@@ -29,6 +29,11 @@ def last_json(path: Path) -> dict | None:
     return None
 
 
+def best(found: dict, eager: str, graph: str) -> float:
+    """The planner's better time (or ratio): as a captured CUDA graph where it was measured, else eager."""
+    return min(found[eager], found.get(graph, float("inf")))
+
+
 def stacked_ratio(found: dict, runs: int) -> float | None:
     row = next((r for r in found["stacks"] if r["runs"] == runs), None)
     return None if row is None else row["over_one"]
@@ -39,11 +44,11 @@ TARGETS: list[tuple[str, str, Callable[[dict], float | None], Callable[[float], 
     ("CPU: Table 1 cartpole step >= 85% of the matmul floor (time / floor <= 1.18)", "bench_planning_cpu",
      lambda f: f["objmm_over_floor"], lambda x: x <= 1 / 0.85, "{:.2f}x the floor"),
     ("CUDA: one-episode Table 1 cartpole step <= 5 ms", "bench_planning_cuda_1",
-     lambda f: f["objmm_ms"], lambda x: x <= 5, "{:.1f} ms"),
+     lambda f: best(f, "objmm_ms", "graph_ms"), lambda x: x <= 5, "{:.1f} ms"),
     ("CUDA: 10-episode cartpole step within 1.3x of the FLOP floor", "bench_planning_cuda",
-     lambda f: f["objmm_over_floor"], lambda x: x <= 1.3, "{:.2f}x the floor"),
+     lambda f: best(f, "objmm_over_floor", "graph_over_floor"), lambda x: x <= 1.3, "{:.2f}x the floor"),
     ("CUDA: half cheetah Table 1 step (CEM 500 x 30 x 5, PE 5 x 200 x 4) <= 10 ms", "bench_planning_cuda_cheetah",
-     lambda f: f["objmm_ms"], lambda x: x <= 10, "{:.1f} ms"),
+     lambda f: best(f, "objmm_ms", "graph_ms"), lambda x: x <= 10, "{:.1f} ms"),
     ("CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one", "bench_stacked_pets",
      lambda f: stacked_ratio(f, 16) if f.get("device", "").startswith("cuda") else None, lambda x: x <= 2,
      "{:.2f}x one run"),

@@ -116,7 +116,7 @@ def test_babbling_runs_pets_from_each_size_of_off_task_data_and_goes_on(in_tmp, 
 def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_old_behaviour(tmp_path):
     path = tmp_path / "table.json"
     old = plain({"cem": CEMConfig(horizon=3), "stack": 2})
-    del old["cem"]["precision"]  # as written before cem.precision existed
+    del old["cem"]["precision"], old["cem"]["cuda_graph"]  # as written before either existed
     path.write_text(json.dumps({"settings": old, "cells": [{"name": "a"}]}))
     table = ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2}, field="cells", key="name")
     assert list(table.pieces) == ["a"]  # float32 is what it was made with

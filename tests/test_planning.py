@@ -171,3 +171,32 @@ def test_the_rollouts_run_in_the_precision_the_planner_is_set_to(precision, devi
     torch.testing.assert_close(changed, returns, rtol=0.05, atol=0.05)  # close: the same plans, rounded
     with pytest.raises(ObjmmError, match="cem.precision must be one of float32, tf32, bfloat16, got 'fp16'"):
         CEMConfig(precision="fp16")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_step_captured_as_a_cuda_graph_plans_what_the_eager_step_plans(precision, device):
+    """On CUDA each step replays a captured graph (one per row count, and once iCEM's kept elites
+    exist); the actions, warm starts and random draws stay those of the eager step. On a CPU the
+    setting is ignored."""
+    from objmm.models import DynamicsModel, StackedDynamics
+
+    torch.manual_seed(0)
+    models = [DynamicsModel(CARTPOLE, members=2, width=32, depth=2).to(device) for _ in range(2)]
+    stacked = StackedDynamics(models).to(device)
+    config = dict(horizon=5, population=40, elites=6, iterations=3, keep_elites=0.5, precision=precision)
+    eager, graphed = (
+        planner_for(TASK.reward(), device, CEMConfig(**config, cuda_graph=g), stacked.predict_next)
+        for g in (False, True)
+    )
+    for planner in (eager, graphed):
+        planner.seed_noise([3, 4])  # a stream per model, as stacked PETS runs plan
+    obs = torch.randn(4, 4, device=device) * 0.3  # 2 episodes per model
+    for _episode in range(2):
+        for _ in range(3):
+            a, b = eager.plan(obs), graphed.plan(obs)
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(graphed._mean, eager._mean, rtol=1e-5, atol=1e-5)
+            obs = obs + 0.05 * a.sum()
+        eager.reset(), graphed.reset()
+    assert len(graphed._captured) == (2 if device.type == "cuda" else 0)  # replayed across the episodes
+    assert not eager._captured

@@ -20,6 +20,7 @@ from torchrl.modules.planners import MPCPlannerBase
 
 from objmm.envs import Task
 from objmm.errors import ObjmmError, require_at_least_one
+from objmm.planning.cuda_graph import CapturedCall
 from objmm.planning.model_env import Dynamics, ModelEnv
 
 PRECISIONS = ("float32", "tf32", "bfloat16")
@@ -29,7 +30,9 @@ PRECISIONS = ("float32", "tf32", "bfloat16")
 def rollout_precision(precision: str, device: torch.device):
     """The arithmetic `CEMConfig.precision` names, for the model calls inside this block only."""
     if precision == "bfloat16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        # a captured CUDA graph must not keep autocast's cast weights across replays (torch's advice)
+        cache = not (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache):
             yield
     elif precision == "tf32" and device.type == "cuda":
         # a global flag with no context manager of torch's own: set for the block, then restored
@@ -62,6 +65,12 @@ class CEMConfig:
     #: `bfloat16`, the model's matmuls under bfloat16 autocast (the states and rewards stay float32).
     #: `benchmarks/bench_precision.py` measures what each does to real rewards (docs/benchmarks.md).
     precision: Literal["float32", "tf32", "bfloat16"] = "float32"
+    #: on CUDA, each planning step replays one captured CUDA graph (`objmm.planning.cuda_graph`):
+    #: the same draws and arithmetic as the eager step, without launching its kernels one by one from
+    #: Python. Captured at a planner's first step for each number of rows (one eager step's time).
+    #: Ignored on a CPU and with the simulator as the dynamics. Off by default until a GPU session
+    #: has measured it (`benchmarks/gpu_check.sh`; the device tests check it equals the eager step).
+    cuda_graph: bool = False
 
     def __post_init__(self):
         require_at_least_one(
@@ -90,6 +99,7 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
         self._kept: torch.Tensor | None = None  # the last step's best elites, shifted [N, K, H, A]
+        self._captured: dict[tuple, CapturedCall] = {}  # (rows, with kept elites) -> the step as a CUDA graph
         self.seed_noise(0)
 
     @classmethod
@@ -124,6 +134,7 @@ class CEMPlanner(MPCPlannerBase):
             blocks = len(seed)
         self._noise_generators = [torch.Generator(self.low.device).manual_seed(int(s)) for s in seeds]
         self._noise_blocks = blocks
+        self._captured = {}  # a captured step draws from the generators it was captured with
 
     def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """Truncated standard normal candidates' noise [N, P, H, A], within 2 standard deviations."""
@@ -148,13 +159,29 @@ class CEMPlanner(MPCPlannerBase):
     @torch.no_grad()
     def plan(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [N, O] -> first action [N, A] of the best action sequence for each row."""
+        n = obs.shape[0]
+        if self._mean is None or self._mean.shape[0] != n:
+            mid = (self.low + self.high) / 2
+            self._mean, self._kept = mid.expand(n, self.config.horizon, -1).clone(), None
+        step = self.step
+        if self.config.cuda_graph and obs.device.type == "cuda" and not hasattr(self.env.dynamics, "trajectory"):
+            key = (n, self._kept is not None)
+            if key not in self._captured:
+                self._captured[key] = CapturedCall(self.step, (obs, self._mean, self._kept), self._noise_generators)
+            step = self._captured[key]
+        action, self._mean, self._kept = step(obs, self._mean, self._kept)
+        return action
+
+    def step(
+        self, obs: torch.Tensor, mean: torch.Tensor, kept: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One planning step from the warm start `mean` [N, H, A] (and iCEM's `kept` elites
+        [N, K, H, A], or None): the action [N, A], and the next step's warm start and kept elites.
+        Reads no value on the host, so that it can be captured as one CUDA graph."""
         cfg = self.config
-        n, horizon = obs.shape[0], cfg.horizon
+        n = obs.shape[0]
         low, high = self.low, self.high
         mid = (low + high) / 2
-        if self._mean is None or self._mean.shape[0] != n:
-            self._mean, self._kept = mid.expand(n, horizon, -1).clone(), None
-        mean, kept = self._mean, self._kept
         var = ((high - low) / 4).square().expand_as(mean)
         for _ in range(cfg.iterations):
             # keep 2 standard deviations inside the action bounds (PETS)
@@ -170,12 +197,12 @@ class CEMPlanner(MPCPlannerBase):
             kept = elites[:, : cfg.kept] if cfg.kept else None
             mean = cfg.alpha * mean + (1 - cfg.alpha) * elites.mean(1)
             var = cfg.alpha * var + (1 - cfg.alpha) * elites.var(1, unbiased=False)
-        self._mean = torch.cat([mean[:, 1:], mid.expand(n, 1, -1)], dim=1)
+        warm_start = torch.cat([mean[:, 1:], mid.expand(n, 1, -1)], dim=1)
         if kept is not None:  # shifted like the mean, their last action the middle of the range
-            self._kept = torch.cat([kept[:, :, 1:], mid.expand(n, kept.shape[1], 1, -1)], dim=2)
+            kept = torch.cat([kept[:, :, 1:], mid.expand(n, kept.shape[1], 1, -1)], dim=2)
         # the one place actions are bounded: the truncated normal keeps candidates inside, and this
         # keeps the answer inside whatever the arithmetic did (torchrl's spec would clamp it silently)
-        return torch.minimum(torch.maximum(mean[:, 0], low), high)
+        return torch.minimum(torch.maximum(mean[:, 0], low), high), warm_start, kept
 
     def evaluate(self, obs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Sum of rewards of each candidate sequence: obs [N, O], candidates [N, P, H, A] -> [N, P]."""

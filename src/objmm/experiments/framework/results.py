@@ -19,7 +19,7 @@ from objmm.experiments.framework.config import flat, plain
 
 #: settings added to objmm after results files were written, each with the value that does what objmm
 #: did before it: a file that lacks one was made with that value, and goes on
-ADDED_SETTINGS = {"cem.precision": "float32", "trials": None}
+ADDED_SETTINGS = {"cem.precision": "float32", "cem.cuda_graph": False, "trials": None}
 
 
 def same_settings(saved, now) -> bool:
