@@ -66,6 +66,8 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 [ "$device" = cpu ] || step bench_planning_cuda_1 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1
 [ "$device" = cpu ] || step bench_planning_cuda_cheetah 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
+# beside mbrl-lib 0.2.0 where it is installed in .mbrl-lib (benchmarks/bench_mbrl_lib.py says how)
+[ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
 # the code path and its time only: pets_tiny's models are too small for their rewards to mean anything

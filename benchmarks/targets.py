@@ -43,6 +43,8 @@ def stacked_ratio(found: dict, runs: int) -> float | None:
 TARGETS: list[tuple[str, str, Callable[[dict], float | None], Callable[[float], bool], str]] = [
     ("CPU: Table 1 cartpole step >= 85% of the matmul floor (time / floor <= 1.18)", "bench_planning_cpu",
      lambda f: f["objmm_over_floor"], lambda x: x <= 1 / 0.85, "{:.2f}x the floor"),
+    ("CPU: Table 1 cartpole step >= 2.5x faster than mbrl-lib 0.2.0's", "bench_mbrl_lib",
+     lambda f: f["mbrl_lib_over_objmm"] if f.get("width") == 500 else None, lambda x: x >= 2.5, "{:.2f}x faster"),
     ("CUDA: one-episode Table 1 cartpole step <= 5 ms", "bench_planning_cuda_1",
      lambda f: best(f, "objmm_ms", "graph_ms"), lambda x: x <= 5, "{:.1f} ms"),
     ("CUDA: 10-episode cartpole step within 1.3x of the FLOP floor", "bench_planning_cuda",

@@ -92,7 +92,8 @@ def test_stacked_runs_equal_the_runs_alone_and_log_each_to_its_own_wandb_run(alo
     main([*SWEEP, "--pets.trials", "3", "--pets.training", "incremental", "--pets.incremental_epochs", "1",
           "--sweep.stack", "2", "--sweep.out", "stacked"])  # fmt: skip
     out = capsys.readouterr().out
-    assert "pets-sweep: run D_s0+D_s1" in out and "pets-sweep: run PE_s0+PE_s1" in out  # two stacks of 2
+    assert "pets-sweep: 2 stacks (D_s0+D_s1, PE_s0+PE_s1)" in out  # two stacks of 2
+    assert "pets-sweep: stack D_s0+D_s1" in out and "pets-sweep: stack PE_s0+PE_s1" in out
     assert "trial 3/3: 2 episodes step" in out
     assert_same_runs(histories(in_tmp / "stacked"), histories(alone))
     index = json.loads((in_tmp / "stacked" / "index.json").read_text())["runs"]

@@ -210,7 +210,7 @@ class PETSSweepRun(SweepRun):
                 names = [name for name, _ in group]
                 dirs = [config["pets"]["run_dir"] for _, config in group]
                 groups.append(("+".join(names), names, [configs[n] for n in names], dirs, trials, bar))
-            self.run_all(run_stack, groups, land)
+            self.run_all(run_stack, groups, land, unit=("stack", "stacks"))
         types = list(dict.fromkeys(type_of_run(name) for name, _ in runs))
         found = summary(list(index.entries.values()), types, bar)
         atomic.write_json(out / "summary.json", found)

@@ -134,9 +134,12 @@ class SweepRun(ExperimentRun):
     def interrupted(self, command: str) -> str:
         return f"the same objmm {command} command goes on from here ({self.out})"
 
-    def run_all(self, run_one: Callable, arguments: list[tuple], land: Callable) -> None:
+    def run_all(
+        self, run_one: Callable, arguments: list[tuple], land: Callable, unit: tuple[str, str] = ("run", "runs")
+    ) -> None:
         """`run_one(name, ...)` for every run's arguments, as Ray tasks or one after another here,
-        `land(args, entry)` as each ends."""
-        print(f"{self.command}: {len(arguments)} runs ({', '.join(a[0] for a in arguments)}) in {self.out}", flush=True)
-        describe = lambda i, args: f"{self.command}: run {args[0]}"  # noqa: E731
+        `land(args, entry)` as each ends; `unit` names what one call runs, singular and plural."""
+        names = ", ".join(a[0] for a in arguments)
+        print(f"{self.command}: {len(arguments)} {unit[len(arguments) != 1]} ({names}) in {self.out}", flush=True)
+        describe = lambda i, args: f"{self.command}: {unit[0]} {args[0]}"  # noqa: E731
         run_pieces(run_one, arguments, land, self.settings.ray, describe=describe)

@@ -15,6 +15,7 @@ import json
 import netrc
 import os
 import re
+import warnings
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -196,6 +197,9 @@ def experiment_cli(
     """An experiment's config (`objmm <command>`): the shared sections plus its own, parsed and
     instantiated, nothing run and no config saved (each experiment writes its own record)."""
     quiet_lightning()
+    # argv is the whole command line: LightningCLI warns that sys.argv also has arguments, which in a
+    # Ray task (an experiment's piece: a PETS run of a sweep) are Ray's own worker arguments
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
     return ObjmmCLI(
         args=argv,
         run=False,
