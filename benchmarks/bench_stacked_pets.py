@@ -2,29 +2,45 @@
 
     python benchmarks/bench_stacked_pets.py [--stacks 1 4 16] [--trials 2] [--episode-steps 50] [--epochs 5]
                                             [--device cpu] [--config configs/pets-sweep/cartpole_population.yaml]
+                                            [--project-runs N] [--project-trials T]
 
 Each row is one `objmm pets-sweep` of S seeds at Table 1's cartpole settings (PE 5 x 200 x 3, CEM
 25/400/40/5), shortened to `--trials` trials of `--episode-steps` steps and `--epochs` epochs per
 trial, timed from its start to its end in this process (W&B off). The stack of 1 is one run alone;
 S runs one after another take S times that. The ratio `time(S stacked) / time(1)` is what the
 issue's target reads (S = 16 within 2x on a GPU); `speed-up` is S times one run's time over the stack's.
+
+The projection: each stack's runs record their time per planning step, per optimiser step of a
+fit (its steady rate after the first epoch), a fit's fixed cost and the rest of a trial (measuring
+the models); from those, the whole sweep of `--config` in hours, per S (its seeds, trials, epochs,
+batch size, initial rows and training, in stacks of S). `--project-runs` and `--project-trials`
+project another count, e.g. one half cheetah run of Table 1's 100 trials:
+`--config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100`.
+With `bench_population.py`'s projection of the 1000 models' evaluation, the cartpole sweep is the
+Fig. 3 pipeline (`targets.py` adds them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import yaml
+
 from objmm.cli import main as objmm
+from objmm.envs import get_task
+from objmm.experiments.pets import PETSSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path) -> float:
+def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path) -> tuple[float, dict]:
     out = where / f"stack_{stack}"
     argv = ["pets-sweep", "--config", config, "--sweep.seeds", json.dumps(list(range(stack))), "--sweep.stack",
             str(stack), "--sweep.out", str(out), "--pets.trials", str(args.trials), "--pets.episode_steps",
@@ -33,8 +49,39 @@ def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path
     start = time.perf_counter()
     objmm(argv)
     seconds = time.perf_counter() - start
+    history = json.loads(next(out.glob("*/state.json")).read_text())["history"]  # a stack's runs share its times
     shutil.rmtree(out)
-    return seconds
+    return seconds, rates(history, args.episode_steps)
+
+
+def rates(history: list[dict], episode_steps: int) -> dict:
+    """Seconds per planning step, per optimiser step of a fit (its steady rate), a fit's fixed
+    seconds and the rest of a trial, from one run's per-trial times (means over its trials)."""
+    return {
+        "planning_step_s": sum(h["seconds/episode"] for h in history) / (len(history) * episode_steps),
+        "fit_step_s": float(np.mean([h["seconds/fit_step"] for h in history])),
+        "fit_fixed_s": max(float(np.mean([h["seconds/fit_fixed"] for h in history])), 0.0),  # noise can make it < 0
+        "trial_rest_s": float(np.mean([h["seconds/training"] - h["seconds/fit"] for h in history])),
+    }
+
+
+def sweep_hours(config: str, stack: int, r: dict, runs: int | None = None, trials: int | None = None) -> float:
+    """The whole sweep of `config` (or `runs` runs of `trials` trials) at these rates, in stacks of
+    `stack`: full training fits a new model on all the rows so far every trial, incremental training
+    `incremental_epochs` more epochs after the first trial's."""
+    c = yaml.safe_load(Path(config).read_text())
+    pets = PETSSettings(**{k: v for k, v in c["pets"].items() if k != "cem"})
+    runs = runs or len(c.get("sweep", {}).get("seeds", [0]))
+    batch, fraction, epochs = c["data"]["batch_size"], c["data"]["train_fraction"], c["trainer"]["max_epochs"]
+    episodes, steps_each = (int(x) for x in c["data"]["train"].split(":")[1].split("x"))
+    length = pets.episode_steps or get_task(c["env"]["id"]).episode_steps
+    seconds = 0.0
+    for trial in range(trials or pets.trials):
+        rows = episodes * steps_each + trial * length
+        trial_epochs = epochs if pets.training == "full" or trial == 0 else pets.incremental_epochs
+        fit_steps = trial_epochs * math.ceil(fraction * rows / batch)
+        seconds += r["trial_rest_s"] + r["fit_fixed_s"] + fit_steps * r["fit_step_s"] + length * r["planning_step_s"]
+    return math.ceil(runs / stack) * seconds / 3600
 
 
 def main() -> None:
@@ -45,20 +92,35 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--config", default=str(ROOT / "configs" / "pets-sweep" / "cartpole_population.yaml"))
+    parser.add_argument("--project-runs", type=int, default=None, help="project this many runs (default: the config's)")
+    parser.add_argument(
+        "--project-trials", type=int, default=None, help="... of this many trials (default: the config's)"
+    )
     args = parser.parse_args()
     stacks = sorted(set([1, *args.stacks]))
     with tempfile.TemporaryDirectory() as where:
         sweep_seconds(args.config, 1, args, Path(where))  # warm-up: imports, first allocations, the env's first build
-        seconds = {s: sweep_seconds(args.config, s, args, Path(where)) for s in stacks}
+        measured = {s: sweep_seconds(args.config, s, args, Path(where)) for s in stacks}
+    seconds = {s: t for s, (t, _) in measured.items()}
     one = seconds[1]
     shape = f"{args.trials} trials of {args.episode_steps} steps, {args.epochs} epochs each"
     print(f"\nstacked PETS runs on {args.device}: {shape}")
-    print("| runs S | stacked (s) | time / one run's | S runs one after another (s, S x one) | speed-up |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| runs S | stacked (s) | time / one run's | S runs one after another (s, S x one) | speed-up | "
+        "planning step (ms) | optimiser step (ms) | projected sweep in stacks of S (h) |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rows = []
     for s in stacks:
-        print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x |")
-    rows = [{"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3)} for s in stacks]
-    print(json.dumps({"device": args.device, "trials": args.trials, "steps": args.episode_steps, "stacks": rows}))
+        r = measured[s][1]
+        hours = sweep_hours(args.config, s, r, args.project_runs, args.project_trials)
+        print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x | "
+              f"{r['planning_step_s'] * 1e3:.1f} | {r['fit_step_s'] * 1e3:.2f} | {hours:.2f} |")  # fmt: skip
+        rows.append({"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3),
+                     **{k: round(v, 6) for k, v in r.items()}, "sweep_hours_projected": round(hours, 3)})  # fmt: skip
+    projected = {"runs": args.project_runs, "trials": args.project_trials}
+    print(json.dumps({"device": args.device, "trials": args.trials, "steps": args.episode_steps,
+                      "config": Path(args.config).name, "projected": projected, "stacks": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

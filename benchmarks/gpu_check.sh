@@ -39,11 +39,11 @@ device=${DEVICE:-cuda}
 if [ "$device" = cpu ]; then
   gpu=(--trainer.accelerator cpu)
   distance=(--rows 2500000) population=(--stacks 1 2 --episodes 1 --repeats 1) planning=(--repeats 2 --episodes 1)
-  stacked=(--stacks 1 2 --episode-steps 10)
+  stacked=(--stacks 1 2 --episode-steps 10) cheetah_steps=5
 else
   gpu=(--trainer.accelerator gpu)
   distance=(--rows 25000000) population=(--stacks 1 8 32 64 --episodes 10) planning=(--repeats 5 --episodes 10)
-  stacked=(--stacks 1 4 16 --episode-steps 50)
+  stacked=(--stacks 1 4 16 --episode-steps 50) cheetah_steps=50
 fi
 
 step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert d.type == 'cpu' or torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0) if d.type == 'cuda' else 'cpu')"
@@ -70,6 +70,7 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 [ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
+step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --device "$device" --config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100 --trials 2 --episode-steps "${cheetah_steps}" --epochs 2
 # the code path and its time only: pets_tiny's models are too small for their rewards to mean anything
 step bench_precision 90 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/pets_tiny" --episodes 2 --episode-steps 30
 

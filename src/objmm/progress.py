@@ -29,10 +29,14 @@ def episode_progress(prefix: str, lines: int = 4, seconds: float = 60.0) -> Call
 
 class EpochProgress(L.Callback):
     def __init__(self, prefix: str, lines: int = 4):
-        """Print about `lines` lines over a fit (and always after the last epoch), each led by `prefix`."""
+        """Print about `lines` lines over a fit (and always after the last epoch), each led by `prefix`.
+        It also clocks the fit's steady rate: `steady_step_seconds`, the seconds per optimiser step
+        after the first epoch (None for a fit of one epoch), which PETS runs record."""
         super().__init__()
         self.prefix, self.lines = prefix, lines
         self._due: int | None = None
+        self._steady_start: tuple[float, int] | None = None
+        self.steady_step_seconds: float | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch, epochs = trainer.current_epoch + 1, trainer.max_epochs
@@ -50,6 +54,11 @@ class EpochProgress(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print_due(trainer)
+        if trainer.current_epoch == 1:
+            self._steady_start = (time.perf_counter(), trainer.global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print_due(trainer)
+        if self._steady_start is not None and trainer.global_step > self._steady_start[1]:
+            start, step = self._steady_start
+            self.steady_step_seconds = (time.perf_counter() - start) / (trainer.global_step - step)

@@ -72,6 +72,18 @@ class PETSSettings:
         )
 
 
+def fit_times(metrics: dict, seconds: float, trainer) -> None:
+    """A trial's fit time in `metrics`, split as `benchmarks/bench_stacked_pets.py` projects the
+    paper's runs from it: `seconds/fit_step`, the steady seconds per optimiser step (after the first
+    epoch), and `seconds/fit_fixed`, the rest (the fit's set-up, the first epoch's extra)."""
+    steps = max(trainer.global_step, 1)
+    clock = next((c for c in trainer.callbacks if isinstance(c, EpochProgress)), None)
+    per_step = clock.steady_step_seconds if clock is not None and clock.steady_step_seconds else seconds / steps
+    metrics.update(
+        {"seconds/fit": seconds, "seconds/fit_step": per_step, "seconds/fit_fixed": seconds - steps * per_step}
+    )
+
+
 class PETSRun(ExperimentRun):
     section, settings_class, resume_file, out_setting = "pets", PETSSettings, STATE_FILE, "run_dir"
     settings: PETSSettings
@@ -108,10 +120,12 @@ class PETSRun(ExperimentRun):
         prefix = f"  trial {trial + 1}/{self.settings.trials}: "
         return self.cli.instantiate_trainer(max_epochs=epochs, callbacks=[EpochProgress(prefix)], **INNER_FIT)
 
-    def fit(self, datamodule: TransitionDataModule, epochs: int, trial: int) -> float:
-        """Train the trial's model; its last epoch's mean training loss."""
+    def fit(self, datamodule: TransitionDataModule, epochs: int, trial: int, metrics: dict) -> float:
+        """Train the trial's model; its last epoch's mean training loss (its time into `metrics`)."""
         trainer = self.trainer(epochs, trial)
+        start = time.perf_counter()
         inner_fit(trainer, self.module, datamodule=datamodule)
+        fit_times(metrics, time.perf_counter() - start, trainer)
         self.module.to(self.device)
         return float(trainer.callback_metrics.get("train/loss", float("nan")))
 
@@ -196,7 +210,7 @@ class PETSRun(ExperimentRun):
         start = time.perf_counter()
         metrics, epochs = self.open_trial(trial)
         datamodule = self.training_data(trial)
-        self.measure(metrics, self.fit(datamodule, epochs, trial), datamodule)
+        self.measure(metrics, self.fit(datamodule, epochs, trial, metrics), datamodule)
         planned = time.perf_counter()
         reward, rows = self.episode(trial)
         self.close_trial(metrics, reward, rows, len(datamodule.train_set), start, planned)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from objmm import atomic
 from objmm.experiments import pets
 from objmm.experiments.framework import finish_wandb, open_experiment
-from objmm.experiments.pets import PETSRun, episodes
+from objmm.experiments.pets import PETSRun, episodes, fit_times
 from objmm.experiments.pets_files import STATE_FILE
 from objmm.training.stacked import fit_stacked
 
@@ -37,7 +37,10 @@ def stacked_trial(runs: Sequence[PETSRun], trial: int) -> None:
     opened = [run.open_trial(trial) for run in runs]
     datamodules = [run.training_data(trial) for run in runs]
     epochs = opened[0][1]  # one config: every run trains as long
-    losses = fit_stacked([run.module for run in runs], datamodules, runs[0].trainer(epochs, trial))
+    trainer, fit_start = runs[0].trainer(epochs, trial), time.perf_counter()
+    losses = fit_stacked([run.module for run in runs], datamodules, trainer)
+    for metrics, _ in opened:
+        fit_times(metrics, time.perf_counter() - fit_start, trainer)
     for run, (metrics, _), loss, datamodule in zip(runs, opened, losses, datamodules, strict=True):
         run.module.to(run.device)
         run.measure(metrics, loss, datamodule)
