@@ -1,5 +1,6 @@
 """The value-aware objectives against hand-computed losses: value equivalence (Grimm et al. 2020)."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -199,6 +200,11 @@ def test_a_value_gradient_objective_before_its_fit_and_bad_settings_are_one_line
         objective(Prediction(torch.zeros(1, 6, 4), None), torch.zeros(6, 4), batch)
     with pytest.raises(ObjmmError, match="horizon, steps >= 1"):
         ValueGradientWeighted(horizon=0)
+    no_reward = dataclasses.replace(CARTPOLE, reward_fn=None)
+    with pytest.raises(
+        ObjmmError, match="ValueGradientWeighted needs the task's reward; objmm/PETSCartpole-v0 has none"
+    ):
+        ValueGradientWeighted().bind(no_reward, {})
 
 
 # ----------------------------------------------------------------------------- multi-step

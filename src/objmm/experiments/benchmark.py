@@ -239,9 +239,11 @@ def curves_figure(runs: dict[str, dict], s: BenchmarkSettings):
                 ax.plot(np.arange(1, length + 1), mean, marker=".", label=f"{objective} ({len(found)} seeds)")
         ax.set(title=stress, xlabel="trial")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize="small")
     axes[0][0].set_ylabel("episode reward, mean over seeds (higher is better)")
     fig.tight_layout()
+    # one legend for every panel, under them, where it hides no curve
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 6), frameon=False)
     return fig
 
 
