@@ -92,3 +92,25 @@ def test_bad_input_is_one_line(in_tmp, error_of):
     assert "benchmark.objectives.nll" in message and "is not an objective" in message
     message = error_of(*BENCHMARK, "--benchmark.stress", "{d: {env_id: objmm/PETSCartpole-d-3-v0}}")
     assert "the number of distractors must be >= 0, not -3" in message
+
+
+def test_the_committed_cpu_table_is_the_one_its_results_give():
+    """docs/benchmark/cartpole_cpu/ holds what `objmm benchmark` wrote: its table and summary follow
+    from its runs, and docs/experiments.md quotes them."""
+    from objmm.experiments.benchmark import BenchmarkSettings, ranked_table, summarise
+
+    folder = ROOT / "docs" / "benchmark" / "cartpole_cpu"
+    saved = json.loads((folder / "benchmark.json").read_text())
+    settings = BenchmarkSettings(**{k: v for k, v in saved["settings"].items() if k != "pets"})
+    rows = summarise({run["name"]: run for run in saved["runs"]}, settings)
+    assert len(saved["runs"]) == 54 and len(rows) == len(saved["summary"]) == 18
+    for row, kept in zip(rows, saved["summary"], strict=True):
+        assert row == pytest.approx(kept)
+    assert (folder / "table.md").read_text() == ranked_table(rows, settings, settings.solved)
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    section = docs[docs.index("## The benchmark of mismatch fixes") :].replace("**", "")  # bold aside
+    for row in rows:
+        assert f"{row['final']:.1f} [{row['final_low']:.1f}, {row['final_high']:.1f}]" in section, row["objective"]
+        if "final_minus_baseline" in row:
+            low, high = row["final_minus_baseline_low"], row["final_minus_baseline_high"]
+            assert f"{row['final_minus_baseline']:+.1f} [{low:+.1f}, {high:+.1f}]" in section, row["objective"]
