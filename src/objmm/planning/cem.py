@@ -167,7 +167,15 @@ class CEMPlanner(MPCPlannerBase):
         if self.config.cuda_graph and obs.device.type == "cuda" and not hasattr(self.env.dynamics, "trajectory"):
             key = (n, self._kept is not None)
             if key not in self._captured:
-                self._captured[key] = CapturedCall(self.step, (obs, self._mean, self._kept), self._noise_generators)
+                try:
+                    captured = CapturedCall(self.step, (obs, self._mean, self._kept), self._noise_generators)
+                except RuntimeError as error:  # an op of the dynamics or reward that a graph cannot hold
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    raise ObjmmError(
+                        f"cem.cuda_graph: the planning step could not be captured as a CUDA graph ({first}); "
+                        "set cem.cuda_graph false"
+                    ) from None
+                self._captured[key] = captured
             step = self._captured[key]
         action, self._mean, self._kept = step(obs, self._mean, self._kept)
         return action
