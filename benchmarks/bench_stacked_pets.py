@@ -49,15 +49,18 @@ def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path
     start = time.perf_counter()
     objmm(argv)
     seconds = time.perf_counter() - start
-    history = json.loads(next(out.glob("*/state.json")).read_text())["history"]  # a stack's runs share its times
+    state = json.loads(next(out.glob("*/state.json")).read_text())  # a stack's runs share its times
     shutil.rmtree(out)
-    return seconds, rates(history, args.episode_steps)
+    return seconds, rates(state, args.episode_steps)
 
 
-def rates(history: list[dict], episode_steps: int) -> dict:
+def rates(state: dict, episode_steps: int) -> dict:
     """Seconds per planning step, per optimiser step of a fit (its steady rate), a fit's fixed
-    seconds and the rest of a trial, from one run's per-trial times (means over its trials)."""
+    seconds and the rest of a trial, from one run's per-trial times (means over its trials); and
+    the rows the run started from (its `data.train`)."""
+    history = state["history"]
     return {
+        "initial_rows": state["initial_rows"],
         "planning_step_s": sum(h["seconds/episode"] for h in history) / (len(history) * episode_steps),
         "fit_step_s": float(np.mean([h["seconds/fit_step"] for h in history])),
         "fit_fixed_s": max(float(np.mean([h["seconds/fit_fixed"] for h in history])), 0.0),  # noise can make it < 0
@@ -65,19 +68,17 @@ def rates(history: list[dict], episode_steps: int) -> dict:
     }
 
 
-def sweep_hours(config: str, stack: int, r: dict, runs: int | None = None, trials: int | None = None) -> float:
-    """The whole sweep of `config` (or `runs` runs of `trials` trials) at these rates, in stacks of
+def sweep_hours(c: dict, stack: int, r: dict, runs: int | None = None, trials: int | None = None) -> float:
+    """The whole sweep of config `c` (or `runs` runs of `trials` trials) at these rates, in stacks of
     `stack`: full training fits a new model on all the rows so far every trial, incremental training
     `incremental_epochs` more epochs after the first trial's."""
-    c = yaml.safe_load(Path(config).read_text())
     pets = PETSSettings(**{k: v for k, v in c["pets"].items() if k != "cem"})
     runs = runs or len(c.get("sweep", {}).get("seeds", [0]))
     batch, fraction, epochs = c["data"]["batch_size"], c["data"]["train_fraction"], c["trainer"]["max_epochs"]
-    episodes, steps_each = (int(x) for x in c["data"]["train"].split(":")[1].split("x"))
     length = pets.episode_steps or get_task(c["env"]["id"]).episode_steps
     seconds = 0.0
     for trial in range(trials or pets.trials):
-        rows = episodes * steps_each + trial * length
+        rows = r["initial_rows"] + trial * length
         trial_epochs = epochs if pets.training == "full" or trial == 0 else pets.incremental_epochs
         fit_steps = trial_epochs * math.ceil(fraction * rows / batch)
         seconds += r["trial_rest_s"] + r["fit_fixed_s"] + fit_steps * r["fit_step_s"] + length * r["planning_step_s"]
@@ -102,6 +103,7 @@ def main() -> None:
         sweep_seconds(args.config, 1, args, Path(where))  # warm-up: imports, first allocations, the env's first build
         measured = {s: sweep_seconds(args.config, s, args, Path(where)) for s in stacks}
     seconds = {s: t for s, (t, _) in measured.items()}
+    config = yaml.safe_load(Path(args.config).read_text())
     one = seconds[1]
     shape = f"{args.trials} trials of {args.episode_steps} steps, {args.epochs} epochs each"
     print(f"\nstacked PETS runs on {args.device}: {shape}")
@@ -113,7 +115,7 @@ def main() -> None:
     rows = []
     for s in stacks:
         r = measured[s][1]
-        hours = sweep_hours(args.config, s, r, args.project_runs, args.project_trials)
+        hours = sweep_hours(config, s, r, args.project_runs, args.project_trials)
         print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x | "
               f"{r['planning_step_s'] * 1e3:.1f} | {r['fit_step_s'] * 1e3:.2f} | {hours:.2f} |")  # fmt: skip
         rows.append({"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3),

@@ -39,8 +39,9 @@ def stacked_trial(runs: Sequence[PETSRun], trial: int) -> None:
     epochs = opened[0][1]  # one config: every run trains as long
     trainer, fit_start = runs[0].trainer(epochs, trial), time.perf_counter()
     losses = fit_stacked([run.module for run in runs], datamodules, trainer)
+    fit_seconds = time.perf_counter() - fit_start  # one fit for the stack: each run records it
     for metrics, _ in opened:
-        fit_times(metrics, time.perf_counter() - fit_start, trainer)
+        fit_times(metrics, fit_seconds, trainer)
     for run, (metrics, _), loss, datamodule in zip(runs, opened, losses, datamodules, strict=True):
         run.module.to(run.device)
         run.measure(metrics, loss, datamodule)

@@ -99,8 +99,7 @@ class CEMPlanner(MPCPlannerBase):
         self.register_buffer("high", env.action_spec.space.high.clone())
         self._mean: torch.Tensor | None = None  # warm start [N, H, A]
         self._kept: torch.Tensor | None = None  # the last step's best elites, shifted [N, K, H, A]
-        self._captured: dict[tuple, CapturedCall] = {}  # (rows, with kept elites) -> the step as a CUDA graph
-        self.seed_noise(0)
+        self.seed_noise(0)  # also starts `_captured`, the steps captured as CUDA graphs
 
     @classmethod
     def for_dynamics(
@@ -134,7 +133,9 @@ class CEMPlanner(MPCPlannerBase):
             blocks = len(seed)
         self._noise_generators = [torch.Generator(self.low.device).manual_seed(int(s)) for s in seeds]
         self._noise_blocks = blocks
-        self._captured = {}  # a captured step draws from the generators it was captured with
+        # (rows, with kept elites) -> the step as a CUDA graph; a captured step draws from the
+        # generators it was captured with, so new generators start it anew
+        self._captured: dict[tuple, CapturedCall] = {}
 
     def _noise(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         """Truncated standard normal candidates' noise [N, P, H, A], within 2 standard deviations."""
@@ -170,7 +171,7 @@ class CEMPlanner(MPCPlannerBase):
                 try:
                     captured = CapturedCall(self.step, (obs, self._mean, self._kept), self._noise_generators)
                 except RuntimeError as error:  # an op of the dynamics or reward that a graph cannot hold
-                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    first = (str(error).strip() or type(error).__name__).splitlines()[0]
                     raise ObjmmError(
                         f"cem.cuda_graph: the planning step could not be captured as a CUDA graph ({first}); "
                         "set cem.cuda_graph false"
