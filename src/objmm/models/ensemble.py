@@ -25,8 +25,8 @@ class Prediction(NamedTuple):
 def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """x [E, B, in] -> [E, B, out] with weight [E, in, out], bias [E, 1, out]; x [B, in] is shared by
     every member (broadcast, no copy)."""
-    if x.dim() == 2:
-        return torch.matmul(x, weight) + bias
+    if x.dim() == 2:  # one fused multiply-add, as for [E, B, in] (matmul then + bias is two passes)
+        x = x.expand(weight.shape[0], *x.shape)
     return torch.baddbmm(bias, x, weight)
 
 
@@ -118,6 +118,8 @@ class EnsembleMLP(nn.Module):
         candidate head (the attack); one of the mean columns only (out' = out_dim) needs `mean_only`.
         """
         features = self.features(x)
+        if head is None and mean_only and self.probabilistic:  # the mean columns alone (planning)
+            head = (self.head.weight[..., : self.out_dim], self.head.bias[..., : self.out_dim])
         out = self.head(features) if head is None else ensemble_linear(features, *head)
         if not self.probabilistic:
             return Prediction(out, None)
@@ -128,8 +130,9 @@ class EnsembleMLP(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations, what the head reads: [E, B, width]."""
+        in_place = not torch.is_grad_enabled()  # no graph to keep the pre-activations for
         for layer in self.hidden:
-            x = F.silu(layer(x))
+            x = F.silu(layer(x), inplace=in_place)
         return x
 
     def bounded_logvar(self, raw: torch.Tensor) -> torch.Tensor:
