@@ -183,7 +183,7 @@ class FitSweepRun(SweepRun):
             loss = studied[kind]["loss"]
             print(
                 f"  {kind}: best mean reward {s['best_mean_reward']:.1f} at epoch {s['best_reward_epoch']}, best mean "
-                f"val {loss} {s[f'best_mean_val_{loss}']:.3f} at epoch {s[f'best_val_{loss}_epoch']} ({s['runs']} runs)"
+                f"val {loss} {s[f'best_mean_val_{loss}']:.4g} at epoch {s[f'best_val_{loss}_epoch']} ({s['runs']} runs)"
             )
         print(f"fit-sweep: {len(runs)} runs -> {out / SUMMARY}, {figure}")
         return summary
