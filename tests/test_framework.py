@@ -124,3 +124,37 @@ def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_
         ResultsFile(path, {"cem": CEMConfig(horizon=3, precision="bfloat16"), "stack": 2}, field="cells", key="name")
     with pytest.raises(ObjmmError, match="was made with other settings"):  # nor with a setting that never existed
         ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2, "width": 8}, field="cells", key="name")
+
+
+def test_an_attempt_killed_midway_counts_in_the_next_attempts_wall_time(tmp_path):
+    """A job killed by SIGKILL and run again is timed over both attempts (to within the clock's beat),
+    and a finished job's key is dropped, so a redo starts from 0."""
+    import subprocess
+    import sys
+
+    from objmm.experiments.framework.clock import AttemptClock
+
+    clocks = tmp_path / "clocks.json"
+    attempt = (
+        "import time\nfrom objmm.experiments.framework.clock import AttemptClock\n"
+        f"with AttemptClock({str(clocks)!r}, 'step', every=0.05):\n    time.sleep(600)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", attempt])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        beats = json.loads(clocks.read_text())["step"]["seconds"] if clocks.exists() else 0.0
+        if beats >= 1.0:
+            break
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    first = json.loads(clocks.read_text())["step"]
+    assert first["attempts"] == 1 and first["seconds"] >= 1.0
+
+    with AttemptClock(clocks, "step") as clock:
+        time.sleep(0.2)
+    assert clock.attempts == 2
+    assert first["seconds"] + 0.2 <= clock.seconds < first["seconds"] + 5.0
+    clock.forget()
+    assert "step" not in json.loads(clocks.read_text())
+    assert AttemptClock(clocks, "step").attempts == 1

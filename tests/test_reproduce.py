@@ -3,6 +3,7 @@ command again (and after a kill -9) ending with the same report, and its bad inp
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,12 @@ def test_the_report_is_its_summary_rendered(smoke):
     summary = json.loads((smoke / "report" / "summary.json").read_text())
     assert report.render(summary) == (smoke / "report" / "report.md").read_text()
     assert len(summary["findings"]) == len(findings(smoke))
+    # every step ran once here; a step killed and resumed says over how many attempts its time ran
+    assert {s["attempts"] for s in summary["steps"]} == {1} and "attempts" not in report.render(summary)
+    first = {**summary["steps"][0], "seconds": 90.0, "attempts": 2}
+    assert f"| {first['name']} | `objmm {shlex.join(first['argv'])}` | 1.5 min over 2 attempts |" in report.render(
+        {**summary, "steps": [first, *summary["steps"][1:]]}
+    )
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def write_report(
         entry, step_figures = {"name": step.name, "command": step.command}, []
         if step.name in done:
             record = done[step.name]
-            entry.update({k: record[k] for k in ("argv", "seconds", "finished", "machine") if k in record})
+            entry.update({k: record[k] for k in ("argv", "seconds", "attempts", "finished", "machine") if k in record})
             entry["digest"] = digests.get(step.name, "")
             section = READERS[step.report](out / step.name) if step.report else None
             for finding in section.findings if section else []:
@@ -141,6 +141,12 @@ def carried_steps(earlier: Path, scale: str, steps: list, done: dict, digests: d
     return carried
 
 
+def wall_time(step: dict) -> str:
+    """A step's wall time over its attempts (a step killed and resumed ran more than once)."""
+    attempts = step.get("attempts", 1)
+    return f"{step['seconds'] / 60:.1f} min" + (f" over {attempts} attempts" if attempts > 1 else "")
+
+
 def render(summary: dict) -> str:
     """The report's Markdown from its summary alone: a committed report can be checked against its summary."""
     done = [s for s in summary["steps"] if "seconds" in s]
@@ -172,7 +178,7 @@ def render(summary: dict) -> str:
         "| step | command | wall time | finished |",
         "| --- | --- | --- | --- |",
         *(
-            f"| {s['name']} | `objmm {shlex.join(s['argv'])}` | {s['seconds'] / 60:.1f} min | {s.get('finished', '')} |"
+            f"| {s['name']} | `objmm {shlex.join(s['argv'])}` | {wall_time(s)} | {s.get('finished', '')} |"
             if "seconds" in s
             else f"| {s['name']} | `objmm {s['command']}` | not run | |"
             for s in summary["steps"]

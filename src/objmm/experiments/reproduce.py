@@ -10,7 +10,7 @@ a report that sets every number beside the paper's.
 settings on top; a step's folder is `<out>/<step name>` (`{dir}` in its settings, `{out}` the
 reproduction's folder), and a step that reads another's output names it in `needs`, so the steps
 run in the order the list gives. `reproduce.json` in `out` keeps every finished step (its command
-line, its config, its wall time): the same command again skips those, and the step that was
+line, its config, its wall time over every attempt): the same command again skips those, and the step that was
 running when a kill came goes on where it stopped (every command resumes). `--only` runs the steps
 of the names or groups given (`fig3`, `attack`, ...), refusing one whose inputs no finished step has
 made. With `reproduce.ray.address`, every step whose command runs pieces (sweeps, population,
@@ -42,9 +42,11 @@ from objmm.commands import dispatch
 from objmm.errors import ObjmmError, objmm_cause
 from objmm.experiments import findings, report
 from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, finish_wandb, run_experiment
+from objmm.experiments.framework.clock import AttemptClock
 from objmm.experiments.framework.config import changed_settings
 
 RECORD = "reproduce.json"
+CLOCKS = "reproduce_clocks.json"  # the running step's seconds so far, so a resumed step is timed whole
 SCALES_DIR = Path("configs/reproduce")
 #: the section that holds a command's Ray settings, for the commands that run pieces
 RAY_SECTIONS = {
@@ -265,18 +267,20 @@ class ReproduceRun(ExperimentRun):
         for i, step in enumerate(todo, 1):
             argv = step_argv(step, self.out, s.ray)
             print(f"reproduce: step {i}/{len(todo)}, {step.name}: objmm {shlex.join(argv)}", flush=True)
-            start = time.perf_counter()
-            run_step(step, argv)
+            with AttemptClock(self.out / CLOCKS, step.name) as clock:
+                run_step(step, argv)
             record.add(
                 {
                     "name": step.name,
                     "argv": step_argv(step, self.out, RaySettings()),
                     "config": config_text(step),
-                    "seconds": time.perf_counter() - start,
+                    "seconds": clock.seconds,
+                    "attempts": clock.attempts,
                     "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "machine": report.machine(),
                 }
             )
+            clock.forget()
         written = report.write_report(
             self.out,
             s.scale,

@@ -5,7 +5,8 @@
 - `run`: `ExperimentRun` and `run_experiment` (parse, check, log, run; Ctrl-C's "go on" line), and
   `open_experiment` (parsed and checked, not run: for a caller that steps several runs itself);
 - `results`: `ResultsFile`, keyed pieces written atomically, other settings refused, damage named;
-- `runner`: `run_pieces`, an experiment's independent pieces in this process or on Ray.
+- `runner`: `run_pieces`, an experiment's independent pieces in this process or on Ray;
+- `clock`: `AttemptClock`, a resumable job's wall time over all its attempts.
 
 A new experiment is a settings dataclass, an `ExperimentRun` subclass with `prepare` and `run`,
 and its figure; `main(argv)` is one `run_experiment` call.
