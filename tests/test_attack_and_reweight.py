@@ -65,6 +65,11 @@ def test_the_attack_never_keeps_a_candidate_below_the_ll_bound(attacked):
     assert summary["start"]["report_ll"]["same_rows"] == pytest.approx(bound, abs=1e-5)
     for figure in ("fig6.png", "fig7.png"):
         assert (attacked / "reference" / figure).stat().st_size > 10_000
+    # the fresh check keeps each episode, the two models on the same ones, and its means are theirs
+    fresh = summary["fresh_episodes"]
+    assert len(fresh["start_rewards"]) == len(fresh["attacked_rewards"]) == 2
+    assert fresh["start_reward"] == pytest.approx(np.mean(fresh["start_rewards"]))
+    assert fresh["attacked_reward"] == pytest.approx(np.mean(fresh["attacked_rewards"]))
 
 
 def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_path, objmm_in, accelerator):

@@ -6,6 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import kill_when
@@ -65,6 +66,10 @@ def test_the_reports_numbers_are_the_result_files(smoke):
     line = next(line for line in lines if line.startswith("| Sec. 4.3"))
     fresh = attack["fresh_episodes"]
     assert f"{fresh['start_reward']:.1f} -> {fresh['attacked_reward']:.1f}" in line
+    # the drop's interval, paired by episode, in percent of the start's mean reward
+    each = np.subtract(fresh["start_rewards"], fresh["attacked_rewards"]) / fresh["start_reward"]
+    low, high = (float(x) for x in re.search(r"\[([-+.\d]+)%, ([-+.\d]+)%\], paired over 2 fresh", line).groups())
+    assert -100 * each.max() - 0.05 <= low <= high <= -100 * each.min() + 0.05
 
 
 def test_the_report_is_its_summary_rendered(smoke):

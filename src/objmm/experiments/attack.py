@@ -36,7 +36,7 @@ from objmm.experiments.along_expert import along_expert, expert_trajectory, plot
 from objmm.experiments.attack_cma import Head, cma_generation, describe_generation, new_cma
 from objmm.experiments.attack_gradient import GradientSearch, GradientSettings, gradient_generation
 from objmm.experiments.framework import ExperimentRun, ResultsFile, run_experiment
-from objmm.experiments.rewards import Evaluation, mean_rewards
+from objmm.experiments.rewards import Evaluation, block_rewards
 from objmm.planning import CEMConfig
 from objmm.plots import plt, save_figure_atomically
 from objmm.seeding import derive_seed
@@ -170,11 +170,15 @@ class AttackRun(ExperimentRun):
     def reported_lls(self, module) -> dict[str, float]:
         return {name: self.ll(module, dataset) for name, dataset in self.reported.items()}
 
-    def rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
-        """Mean real reward of each model, on the same episodes and planner samples (`episodes` names
-        them: the search's, or fresh ones to check the result)."""
+    def episode_rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
+        """Each model's real reward per episode [models, episodes], all on the same episodes and planner
+        samples (`episodes` names them: the search's, or fresh ones to check the result)."""
         seed, s = derive_seed(self.seed, episodes), self.settings
-        return mean_rewards(modules, Evaluation.of(s), s.stack, self.env, seed, self.device, prefix)
+        return block_rewards(modules, Evaluation.of(s), s.stack, self.env, seed, self.device, prefix)
+
+    def rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
+        """Each model's mean real reward over `episode_rewards`."""
+        return self.episode_rewards(modules, prefix, episodes).mean(axis=1)
 
     # ----------------------------------------------------------------- the search
     def start(self) -> dict:
@@ -276,8 +280,15 @@ class AttackRun(ExperimentRun):
             )
             atomic.write_json(self.out / "along_expert.json", {k: v.tolist() for k, v in found.items()})
         # the search saw the same episodes every generation; fresh ones say whether the drop holds
-        fresh = self.rewards([self.module, attacked], "  check on fresh episodes: ", "attack-check")
-        state["fresh_episodes"] = {"start_reward": float(fresh[0]), "attacked_reward": float(fresh[1])}
+        # per episode too: the two models play the same episodes, so the drop's interval is paired
+        each = self.episode_rewards([self.module, attacked], "  check on fresh episodes: ", "attack-check")
+        fresh = each.mean(axis=1)
+        state["fresh_episodes"] = {
+            "start_reward": float(fresh[0]),
+            "attacked_reward": float(fresh[1]),
+            "start_rewards": each[0].tolist(),
+            "attacked_rewards": each[1].tolist(),
+        }
         state["best"]["report_ll"] = self.reported_lls(attacked)
         summary = self.summary(state)
         atomic.write_json(self.out / SUMMARY, summary)

@@ -64,7 +64,8 @@ RULES = {
     "App. C": "the paired change of rho on the same models, resampled by run: reproduced if its interval is above "
     "0, direction only if its mean is, else not reproduced; undecided with fewer than 3 runs",
     "Sec. 4.3": "reproduced if the reward on fresh episodes fell by at least half the paper's -44% with the LL "
-    "kept in its bound, direction only if it fell at all",
+    "kept in its bound and the drop's interval (paired by episode) above 0, direction only if that interval is "
+    "above 0, else not reproduced",
     "Fig. 4-5": "reproduced if the reward's best epoch comes before the validation loss's in most model types",
     "Fig. 8": "the paired reward difference to the NLL model at the smallest S: reproduced if it is above 0 in "
     "a cell and below in none, direction only if its mean is above 0 in most cells, else not reproduced",
@@ -184,11 +185,18 @@ def attack(folder: Path) -> Section:
         fresh.get("attacked_reward", found["best"]["reward"]),
     )
     drop = 1 - end / start if start else 0.0
-    ours = (
-        f"{start:.1f} -> {end:.1f} ({-100 * drop:+.1f}%) on fresh episodes, LL {found['start']['ll']:.4f} -> "
-        f"{found['best']['ll']:.4f}"
-    )
-    verdict = REPRODUCED if drop >= share / 2 else DIRECTION if drop > 0 else NOT_REPRODUCED
+    low = drop  # one fresh episode, or an attack.json from before they were kept one by one: the point alone
+    ours = f"{start:.1f} -> {end:.1f} ({-100 * drop:+.1f}%"
+    if len(fresh.get("start_rewards") or []) >= 2 and start:
+        # each episode's drop over the start's mean reward (their mean is `drop`), resampled by episode:
+        # the two models play the same episodes; the denominator is held at the start's mean
+        each = paired_difference(fresh["start_rewards"], fresh["attacked_rewards"])
+        low, high = each.low / start, each.high / start
+        ours += f" [{-100 * high:+.1f}%, {-100 * low:+.1f}%], paired over {each.n} fresh episodes)"
+    else:
+        ours += ") on fresh episodes"
+    ours += f", LL {found['start']['ll']:.4f} -> {found['best']['ll']:.4f}"
+    verdict = REPRODUCED if drop >= share / 2 and low > 0 else DIRECTION if low > 0 else NOT_REPRODUCED
     return Section(
         [Finding("Sec. 4.3", "Sec. 4.3: the CMA-ES attack lowers the reward, not the LL", where, ours, verdict)],
         [folder / "fig7.png"],
