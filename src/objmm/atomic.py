@@ -10,11 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def umask() -> int:
-    """The process's file-creation mask (read by setting it and setting it back)."""
-    mask = os.umask(0o022)
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it and set it back
     os.umask(mask)
     return mask
+
+
+#: read once, at import: reading sets the mask for a moment, which a thread writing files meanwhile
+#: (`AttemptClock`'s) would otherwise race against
+_UMASK = _read_umask()
+
+
+def umask() -> int:
+    """The process's file-creation mask, as it was when objmm started."""
+    return _UMASK
 
 
 def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
