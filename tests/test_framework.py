@@ -3,6 +3,8 @@ and one named W&B run per experiment run that holds the whole config and goes on
 
 import json
 import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from objmm.cli import main
 from objmm.errors import ObjmmError
 from objmm.experiments.framework import RaySettings, ResultsFile, plain, run_pieces
+from objmm.experiments.framework.clock import AttemptClock
 from objmm.experiments.framework.config import wandb_run_id
 from objmm.planning import CEMConfig
 
@@ -129,11 +132,6 @@ def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_
 def test_an_attempt_killed_midway_counts_in_the_next_attempts_wall_time(tmp_path):
     """A job killed by SIGKILL and run again is timed over both attempts (to within the clock's beat),
     and a finished job's key is dropped, so a redo starts from 0."""
-    import subprocess
-    import sys
-
-    from objmm.experiments.framework.clock import AttemptClock
-
     clocks = tmp_path / "clocks.json"
     attempt = (
         "import time\nfrom objmm.experiments.framework.clock import AttemptClock\n"
