@@ -85,6 +85,23 @@ def test_a_killed_attack_resumes_at_its_last_finished_generation(attacked, tmp_p
     assert history(work / "killed") == history(attacked / "reference")
 
 
+def test_more_check_episodes_rerun_only_the_check(attacked, tmp_path, objmm_in, accelerator, capsys):
+    work = tmp_path / "work"
+    shutil.copytree(attacked / "runs", work / "runs")
+    shutil.copytree(attacked / "reference", work / "checked")
+    capsys.readouterr()
+    same = ["--attack.report_ll", "{same_rows: runs/pets_tiny/dataset}"]  # as the reference's
+    objmm_in(work, [*ATTACK, *accelerator, *same, "--attack.out", "checked", "--attack.check_episodes", "3"])
+    assert "resuming" in capsys.readouterr().out  # the finished search's state was accepted
+    summary = json.loads((work / "checked" / "attack.json").read_text())
+    reference = json.loads((attacked / "reference" / "attack.json").read_text())
+    assert history(work / "checked") == history(attacked / "reference")  # no generation ran again
+    assert summary["best"]["reward"] == reference["best"]["reward"]
+    fresh = summary["fresh_episodes"]
+    assert len(fresh["start_rewards"]) == len(fresh["attacked_rewards"]) == 3
+    assert fresh["start_reward"] == pytest.approx(np.mean(fresh["start_rewards"]))
+
+
 def test_the_soft_penalty_lowers_the_reward_within_the_bound_on_a_constructed_case():
     """cma_generation on a head of 6 numbers whose "reward" and "LL" are known functions: the first
     five (mean columns) lower the reward and cost LL, the sixth (a log-variance column) wins up to

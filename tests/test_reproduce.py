@@ -152,8 +152,14 @@ def test_redo_runs_a_finished_step_again_in_its_folder(in_tmp, objmm_in, capsys)
     capsys.readouterr()
     objmm_in(in_tmp, [*SMOKE, "--only", "expert"])
     assert "1 steps (1 done)" in capsys.readouterr().out
+    record = in_tmp / "runs" / "reproduce" / "smoke" / "reproduce.json"
+    finished = json.loads(record.read_text())["steps"][0]
     objmm_in(in_tmp, [*SMOKE, "--only", "expert", "--reproduce.redo", json.dumps(["fig3"])])
     assert "step 1/1, expert" in capsys.readouterr().out
+    # the redo went on from the finished step: its wall time is the two attempts' together
+    redone = json.loads(record.read_text())["steps"][0]
+    assert redone["name"] == "expert" and redone["attempts"] == finished["attempts"] + 1
+    assert redone["seconds"] > finished["seconds"]
 
 
 def test_bad_input_is_one_line(in_tmp, error_of):

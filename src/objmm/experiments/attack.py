@@ -24,7 +24,7 @@ dataset, `fig6.png` (the actions the original and the attacked model plan along 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -66,6 +66,9 @@ class AttackSettings:
         logvar_sigma: the initial step for its log-variance columns (default: `sigma` times the ratio
             of the two groups' weight standard deviations, the same step relative to each group).
         episodes: real episodes per candidate (the paper: 5).
+        check_episodes: fresh episodes, never seen by the search, on which the start and the attacked
+            model are compared at the end (default: `episodes`); more give the drop a tighter paired
+            interval. Not part of the search: changing it re-runs only the check.
         stack: candidates per batched network (K).
         episode_steps: steps per episode (default: the task's).
         cem: the planner (Table 1: cartpole 25/400/40/5).
@@ -85,6 +88,7 @@ class AttackSettings:
     sigma: float = 0.01
     logvar_sigma: float | None = None
     episodes: int = 5
+    check_episodes: int | None = None
     stack: int = 8
     episode_steps: int | None = None
     cem: CEMConfig = field(default_factory=CEMConfig)
@@ -99,6 +103,7 @@ class AttackSettings:
             generations=self.generations,
             popsize=self.popsize,
             episodes=self.episodes,
+            check_episodes=self.check_episodes,
             stack=self.stack,
             episode_steps=self.episode_steps,
         )
@@ -142,7 +147,8 @@ class AttackRun(ExperimentRun):
         )
 
     def plain_settings(self) -> dict:
-        """What makes two attacks the same (one's state can go on as the other; generations may grow)."""
+        """What makes two attacks the same (one's state can go on as the other; generations may grow, and
+        check_episodes, which only the check after the search reads, may change)."""
         s = self.settings
         method = {"method": s.method, "gradient": asdict(s.gradient)} if s.method == "gradient" else {}
         return {
@@ -170,11 +176,15 @@ class AttackRun(ExperimentRun):
     def reported_lls(self, module) -> dict[str, float]:
         return {name: self.ll(module, dataset) for name, dataset in self.reported.items()}
 
-    def episode_rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
-        """Each model's real reward per episode [models, episodes], all on the same episodes and planner
-        samples (`episodes` names them: the search's, or fresh ones to check the result)."""
+    def episode_rewards(
+        self, modules: list, prefix: str = "", episodes: str = "attack", count: int | None = None
+    ) -> np.ndarray:
+        """Each model's real reward per episode [models, count (default: `episodes`)], all on the same
+        episodes and planner samples (`episodes` names them: the search's, or fresh ones to check the
+        result)."""
         seed, s = derive_seed(self.seed, episodes), self.settings
-        return block_rewards(modules, Evaluation.of(s), s.stack, self.env, seed, self.device, prefix)
+        evaluation = replace(Evaluation.of(s), episodes=count or s.episodes)
+        return block_rewards(modules, evaluation, s.stack, self.env, seed, self.device, prefix)
 
     def rewards(self, modules: list, prefix: str = "", episodes: str = "attack") -> np.ndarray:
         """Each model's mean real reward over `episode_rewards`."""
@@ -281,7 +291,9 @@ class AttackRun(ExperimentRun):
             atomic.write_json(self.out / "along_expert.json", {k: v.tolist() for k, v in found.items()})
         # the search saw the same episodes every generation; fresh ones say whether the drop holds
         # per episode too: the two models play the same episodes, so the drop's interval is paired
-        each = self.episode_rewards([self.module, attacked], "  check on fresh episodes: ", "attack-check")
+        each = self.episode_rewards(
+            [self.module, attacked], "  check on fresh episodes: ", "attack-check", self.settings.check_episodes
+        )
         fresh = each.mean(axis=1)
         state["fresh_episodes"] = {
             "start_reward": float(fresh[0]),

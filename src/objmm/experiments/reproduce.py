@@ -96,9 +96,9 @@ class ReproduceSettings:
         out: the steps' folders, `reproduce.json` and `report/`.
         ray: with an address, the steps that run pieces run them on this Ray cluster.
         redo: steps (names or groups) to run again although finished: their records are dropped
-            and their commands go on in their folders, each resuming what it can (a sweep given
-            more seeds runs only the new ones; a step whose command refuses its folder's other
-            settings says so).
+            (their wall times carried into the redo's, which goes on from them) and their commands go
+            on in their folders, each resuming what it can (a sweep given more seeds runs only the
+            new ones; a step whose command refuses its folder's other settings says so).
         earlier: the folder of an earlier report of this scale (`docs/reproduce/cpu`): the steps that
             have not run in `out` keep that report's findings, figures, wall times and dates where
             their settings have not changed since, so a scale too long for one sitting is
@@ -223,7 +223,9 @@ class ReproduceRun(ExperimentRun):
         chosen = self.selected()
         if s.redo:
             for step in self.selected(s.redo):
-                self.record.pieces.pop(step.name, None)
+                done = self.record.pieces.pop(step.name, None)
+                if done is not None:  # the redo goes on in the step's folder: its time adds to the finished one's
+                    AttemptClock.carry(self.out / CLOCKS, step.name, done["seconds"], done.get("attempts", 1))
             self.record.write()
         for step in s.steps:  # a finished step made with other settings: say which and what differs
             done = self.record.pieces.get(step.name)

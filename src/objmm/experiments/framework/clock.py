@@ -3,7 +3,8 @@
 A job killed and started again goes on where it stopped, so the attempt that finishes it is timed
 short. The clock keeps each job's seconds so far in a JSON file (one key per job), written when the
 attempt ends and every `every` seconds while it runs (a daemon thread: a kill -9 loses at most that
-much); the next attempt of the same key starts from them. `forget` drops a finished job's key.
+much); the next attempt of the same key starts from them. `forget` drops a finished job's key;
+`carry` puts a finished job's seconds back, for a redo that goes on from where it finished.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ class AttemptClock:
         with self._lock:
             kept = {k: v for k, v in self._read().items() if k != self.key}
             atomic.write_json(self.path, kept)
+
+    @classmethod
+    def carry(cls, path: Path, key: str, seconds: float, attempts: int) -> None:
+        """Start `key`'s next attempt from a finished job's `seconds` over `attempts` (set, not added:
+        carrying the same job twice counts it once)."""
+        clock = cls(path, key)
+        with clock._lock:
+            clocks = clock._read()
+            clocks[key] = {"seconds": float(seconds), "attempts": int(attempts)}
+            atomic.write_json(clock.path, clocks)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
