@@ -55,10 +55,8 @@ class AttemptClock:
         """Start `key`'s next attempt from a finished job's `seconds` over `attempts` (set, not added:
         carrying the same job twice counts it once)."""
         clock = cls(path, key)
-        with clock._lock:
-            clocks = clock._read()
-            clocks[key] = {"seconds": float(seconds), "attempts": int(attempts)}
-            atomic.write_json(clock.path, clocks)
+        clock.earlier, clock.attempts = float(seconds), int(attempts)
+        clock._write()  # not started: its seconds are the earlier ones
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
