@@ -72,6 +72,25 @@ def test_the_reports_numbers_are_the_result_files(smoke):
     assert -100 * each.max() - 0.05 <= low <= high <= -100 * each.min() + 0.05
 
 
+def test_fig8_is_judged_on_the_small_s_half_of_the_papers_grid(tmp_path):
+    """The paper's gain is "for smaller dataset sizes": every cell with S <= 158 counts, not the smallest
+    S alone (at S = 10 nothing learns), and the large-S cells do not."""
+
+    def cell(size: int, mean: float, low: float, high: float) -> dict:
+        return {"size": size, "distance": {"minus_baseline": {"mean": mean, "low": low, "high": high}}}
+
+    cells = [cell(10, -0.3, -2.9, 2.7), cell(91, 20.0, 5.0, 35.0), cell(2500, -30.0, -50.0, -10.0)]
+    (tmp_path / "reweight.json").write_text(json.dumps({"cells": {str(i): c for i, c in enumerate(cells)}}))
+    (found,) = paper_findings.reweight(tmp_path).findings
+    assert found.effect.endswith("reward at S = 10, 91")
+    assert found.ours.startswith("gain in 1, loss in 0 of 2 cells; best +20.0 [+5.0, +35.0]")
+    assert found.verdict == paper_findings.REPRODUCED
+    # a grid of large S alone is judged at its smallest
+    (tmp_path / "reweight.json").write_text(json.dumps({"cells": {"0": cells[2], "1": cell(827, -1.0, -3.0, 1.0)}}))
+    (found,) = paper_findings.reweight(tmp_path).findings
+    assert "S = 827" in found.effect and found.verdict == paper_findings.NOT_REPRODUCED
+
+
 def test_the_report_is_its_summary_rendered(smoke):
     """report.md is made from summary.json alone, so a committed report can be checked against it."""
     summary = json.loads((smoke / "report" / "summary.json").read_text())

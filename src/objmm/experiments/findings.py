@@ -48,6 +48,9 @@ ITEMS = (
     "App. E",
 )
 
+#: Fig. 8's "smaller dataset sizes": the smaller half of the paper's log-grid of S, 10 ... 2500
+SMALL_S = 158
+
 #: the paper's numbers that the tasks do not hold: (the number as the report prints it, where it is)
 PAPER = {
     "attack_drop": (0.44, "Sec. 4.3: 176 -> 98, -44%, with the LL kept"),
@@ -67,8 +70,9 @@ RULES = {
     "kept in its bound and the drop's interval (paired by episode) above 0, direction only if that interval is "
     "above 0, else not reproduced",
     "Fig. 4-5": "reproduced if the reward's best epoch comes before the validation loss's in most model types",
-    "Fig. 8": "the paired reward difference to the NLL model at the smallest S: reproduced if it is above 0 in "
-    "a cell and below in none, direction only if its mean is above 0 in most cells, else not reproduced",
+    "Fig. 8": "the paired reward difference to the NLL model in the cells of small S (the smaller half of the "
+    "paper's log-grid, S <= 158; the smallest S where the grid has none): reproduced if it is above 0 in a cell "
+    "and below in none, direction only if its mean is above 0 in most cells, else not reproduced",
     "Fig. 10": "the mean of the last 3 trials, smallest S minus largest, paired by seed: reproduced if its "
     "interval is above 0, direction only if its mean is",
     "App. B": "Spearman's rho across goals between the share of the run's rows near the goal and the last "
@@ -206,11 +210,13 @@ def attack(folder: Path) -> Section:
 def reweight(folder: Path) -> Section:
     found = read_json(folder / "reweight.json")
     cells = list(found["cells"].values())
-    smallest = min(cell["size"] for cell in cells)
+    # "improves performance for smaller dataset sizes": the paper's log-grid runs S = 10 ... 2500, so its
+    # smaller half is S <= sqrt(10 x 2500) = 158 (at S = 10 alone no model of the CPU scale learns anything)
+    sizes = sorted({cell["size"] for cell in cells if cell["size"] <= SMALL_S} or {min(c["size"] for c in cells)})
     section = Section(figures=[folder / "fig8.png"])
     names = sorted({k for cell in cells for k, v in cell.items() if isinstance(v, dict) and "minus_baseline" in v})
     for name in names:
-        small = [cell[name]["minus_baseline"] for cell in cells if cell["size"] == smallest and name in cell]
+        small = [cell[name]["minus_baseline"] for cell in cells if cell["size"] in sizes and name in cell]
         gains = sum(d["low"] > 0 for d in small)
         losses = sum(d["high"] < 0 for d in small)
         best = max(small, key=lambda d: d["mean"])
@@ -224,7 +230,7 @@ def reweight(folder: Path) -> Section:
         section.findings.append(
             Finding(
                 "Fig. 8",
-                f"Fig. 8: {name} re-weighting minus NLL, reward at S = {smallest}",
+                f"Fig. 8: {name} re-weighting minus NLL, reward at S = {', '.join(map(str, sizes))}",
                 PAPER["fig8"],
                 f"gain in {gains}, loss in {losses} of {len(small)} cells; "
                 f"best {interval(best['mean'], best['low'], best['high'], 1)} (paired)",
