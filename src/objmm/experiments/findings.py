@@ -212,7 +212,7 @@ def reweight(folder: Path) -> Section:
     cells = list(found["cells"].values())
     # "improves performance for smaller dataset sizes": the paper's log-grid runs S = 10 ... 2500, so its
     # smaller half is S <= sqrt(10 x 2500) = 158 (at S = 10 alone no model of the CPU scale learns anything)
-    sizes = sorted({cell["size"] for cell in cells if cell["size"] <= SMALL_S} or {min(c["size"] for c in cells)})
+    sizes = sorted({cell["size"] for cell in cells if cell["size"] <= SMALL_S} or {min(cell["size"] for cell in cells)})
     section = Section(figures=[folder / "fig8.png"])
     names = sorted({k for cell in cells for k, v in cell.items() if isinstance(v, dict) and "minus_baseline" in v})
     for name in names:

@@ -45,7 +45,7 @@ class AttemptClock:
         self.earlier, self._start = self.seconds, None
 
     def forget(self) -> None:
-        """Drop this job's key: a finished job's next run (a redo) starts from 0."""
+        """Drop this job's key once its time is recorded elsewhere (a redo puts it back with `carry`)."""
         with self._lock:
             kept = {k: v for k, v in self._read().items() if k != self.key}
             atomic.write_json(self.path, kept)
