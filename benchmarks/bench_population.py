@@ -78,7 +78,8 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     best = max(results, key=lambda r: r["model_steps_per_s"])
     summary = {
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
+        "device": args.device,
+        "device_name": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(0),
         "threads": torch.get_num_threads(),
         "network": f"5 x {args.width} x {args.depth}",
         "episodes_per_model": args.episodes,

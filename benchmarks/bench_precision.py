@@ -1,10 +1,13 @@
 """What the planner's precision (`cem.precision`: tf32, bfloat16) does to real rewards, against float32.
 
-    python benchmarks/bench_precision.py --models RUN_DIR [--episodes 2] [--episode-steps 200]
-                                         [--precisions tf32 bfloat16] [--device cuda] [--stack 20]
+    python benchmarks/bench_precision.py --models DIR [DIR ...] [--from-trial 3] [--episodes 2]
+                                         [--episode-steps 200] [--precisions tf32 bfloat16]
+                                         [--device cuda] [--stack 20]
 
-The models are a PETS run's (`RUN_DIR/models/trial_*.pt`, e.g. `objmm pets --config
-configs/pets/cartpole.yaml`'s): every model plans `--episodes` real episodes at each precision, the
+The models are PETS runs' (`DIR/models/trial_*.pt`, e.g. `objmm pets --config
+configs/pets/cartpole.yaml`'s, or a `pets-sweep`'s `DIR/*/models/trial_*.pt`), from trial
+`--from-trial` on (1-based: the early trials' models have not learnt to balance, so their rewards
+say little about the arithmetic): every model plans `--episodes` real episodes at each precision, the
 same episodes (start states and planner samples, `objmm.experiments.rewards.stacked_rewards`), so
 each (model, episode) is a pair. Printed per precision: the mean reward difference to float32 with
 its 95% interval over models (a cluster bootstrap, a model's episodes together), the share of
@@ -16,20 +19,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
-from pathlib import Path
 
 import numpy as np
 
+from objmm.errors import ObjmmError
 from objmm.experiments.rewards import Evaluation, stacked_rewards
 from objmm.planning import CEMConfig
 from objmm.stats import paired_difference
-from objmm.training.saved_models import load_model
+from objmm.training.saved_models import find_models, load_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", required=True, help="a PETS run directory (its models/trial_*.pt)")
+    parser.add_argument("--models", nargs="+", required=True, help="PETS run directories, or pets-sweep folders")
+    parser.add_argument("--from-trial", type=int, default=1, help="the models of this trial (1-based) and later")
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--episode-steps", type=int, default=None)
     parser.add_argument("--precisions", nargs="+", default=["tf32", "bfloat16"])
@@ -37,9 +42,17 @@ def main() -> None:
     parser.add_argument("--stack", type=int, default=20, help="models evaluated at once")
     parser.add_argument("--cem", type=int, nargs=4, default=[25, 400, 40, 5])
     args = parser.parse_args()
-    paths = sorted(Path(args.models, "models").glob("trial_*.pt"))
+    trial = re.compile(r"trial_(\d+)")  # models/trial_NN.pt, NN counted from 0
+    try:
+        paths = [
+            path
+            for path in find_models(args.models, "--models")
+            if (found := trial.fullmatch(path.stem)) and int(found[1]) + 1 >= args.from_trial
+        ]
+    except ObjmmError as error:
+        raise SystemExit(f"bench_precision: {error}") from None
     if not paths:
-        raise SystemExit(f"bench_precision: no models/trial_*.pt in {args.models}")
+        raise SystemExit(f"bench_precision: no models/trial_*.pt from trial {args.from_trial} on in {args.models}")
     modules = [load_model(path, args.device)[0] for path in paths]
     env = {"id": modules[0].hparams.env_id, "kwargs": dict(modules[0].env_kwargs)}
     horizon, population, elites, iterations = args.cem
@@ -57,7 +70,8 @@ def main() -> None:
         return found, time.perf_counter() - start
 
     exact, exact_seconds = rewards("float32")
-    print(f"\nplanner precision on {args.device}: {len(modules)} models of {args.models} x {args.episodes} episodes")
+    where = ", ".join(args.models)
+    print(f"\nplanner precision on {args.device}: {len(modules)} models of {where} x {args.episodes} episodes")
     print(f"float32: mean reward {exact.mean():.1f}, {exact_seconds:.0f} s")
     print(
         "| precision | mean reward | minus float32 [95% interval over models] | episodes changed | time / float32's |"

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The CUDA path, end to end, in well under 10 minutes on one GPU (run it first whenever a GPU is lent):
+# The CUDA path, end to end, in under 10 minutes on one GPU (run it first whenever a GPU is lent):
 #   bash benchmarks/gpu_check.sh            (from the repository root, after the README's install)
-# 1. the tests that take a device (models, losses, planner, d*, training, stacking, PETS, attack,
-#    reweight) with --device cuda;
-# 2. every experiment subcommand on its tiny config with the trainer (so the planner) on the GPU;
-# 3. the d*, population, planning (eager and as a captured CUDA graph), training, stacked-PETS and
-#    precision benchmarks on cuda (planning beside cpu).
+# By default, the core steps (about 8 minutes on an H200):
+# 1. the tests that take a device (models, losses, planner and its captured CUDA graph, d*, training,
+#    stacking, stacked PETS, PETS, attack, reweight) with --device cuda;
+# 2. the population, planning (eager and as a captured CUDA graph, 1 and 10 episodes, half cheetah),
+#    training and stacked-PETS benchmarks on cuda, and the projections they give;
+# 3. the planner's precision (tf32, bfloat16) against float32 on the rewards of trained models: a
+#    short stacked PETS sweep of the cartpole (4 seeds, 5 trials) makes them.
+# STEPS=all adds every experiment subcommand on its tiny config with the trainer on the GPU, d*, and
+# the planning step on the CPU (about 6 minutes more); STEPS="NAME ..." runs only the steps named
+# (in the script's order).
 # Each step has its own time limit and a failed step does not stop the others: the summary at the
 # end names every step that failed, and the exit status is non-zero if any did.
 # $OUT (default /tmp/objmm_gpu_check) receives check.log, each step's output (steps/<step>.log), the steps'
 # runs, and at the end the table of issue 20's targets, measured or not (benchmarks/targets.py).
-# DEVICE=cpu runs the same steps on the CPU (to try the script itself on a machine without a GPU).
+# DEVICE=cpu runs the same steps on the CPU, CPU-sized (to try the script itself on a machine without a GPU).
 # BUDGET=SECONDS caps the whole check: each step gets at most what is left, and steps past it are skipped.
 set -uo pipefail
 export WANDB_MODE=offline WANDB_SILENT=true PYTHONUNBUFFERED=1
@@ -23,6 +28,7 @@ budget=${BUDGET:-0}
 step() {
   local name=$1 limit=$2 start=$SECONDS
   shift 2
+  if [ "$only" != all ] && [[ "$only" != *" $name "* ]]; then return; fi
   if [ "$budget" -gt 0 ]; then
     local left=$((budget - SECONDS))
     if [ "$left" -lt 10 ]; then skipped+=("$name") && return; fi
@@ -40,18 +46,32 @@ if [ "$device" = cpu ]; then
   gpu=(--trainer.accelerator cpu)
   distance=(--rows 2500000) population=(--stacks 1 2 --episodes 1 --repeats 1) planning=(--repeats 2 --episodes 1)
   stacked=(--stacks 1 2 --episode-steps 10) cheetah_steps=5
+  precision_sweep=(--sweep.seeds '[0, 1]' --sweep.stack 2 --pets.trials 2 --pets.episode_steps 20
+    --trainer.max_epochs 2 --pets.cem.horizon 5 --pets.cem.population 32 --pets.cem.elites 4)
+  precision=(--from-trial 2 --episodes 1 --episode-steps 20 --cem 5 32 4 2)
 else
   gpu=(--trainer.accelerator gpu)
   distance=(--rows 25000000) population=(--stacks 1 8 32 64 --episodes 10) planning=(--repeats 5 --episodes 10)
-  stacked=(--stacks 1 4 16 --episode-steps 50) cheetah_steps=50
+  stacked=(--stacks 1 16 --episode-steps 50) cheetah_steps=30
+  # 5 trials of Table 1's cartpole (CEM 25/400/40/5, 60 epochs a trial) swing up and balance
+  # (tests/test_pets.py's slow test); the models of trials 3-5 are the ones that plan well
+  precision_sweep=(--sweep.seeds '[0, 1, 2, 3]' --sweep.stack 4 --pets.trials 5)
+  precision=(--from-trial 3 --episodes 2)
 fi
+core="torch tests bench_population bench_planning_$device bench_planning_cuda_1 bench_planning_cuda_cheetah
+  bench_training bench_stacked_pets bench_stacked_pets_cheetah precision_models bench_precision"
+case ${STEPS:-core} in
+  all) only=all ;;
+  core) only=" $(echo $core) " ;;
+  *) only=" ${STEPS} " ;;
+esac
 
 step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert d.type == 'cpu' or torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0) if d.type == 'cuda' else 'cpu')"
 step tests 240 python -m pytest -q -m device --device "$device" -x -p no:cacheprovider
 step fit 60 env -C "$out/work" objmm fit --config "$root/configs/fit/tiny.yaml" "${gpu[@]}" --trainer.max_epochs 2
 step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2
-# the same run planning through captured CUDA graphs (cem.cuda_graph; the device tests check its steps equal the eager ones)
-[ "$device" = cpu ] || step pets_cuda_graph 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2 --pets.cem.cuda_graph true --pets.run_dir runs/pets_tiny_cuda_graph
+# the same run planning eagerly, kernel by kernel (cem.cuda_graph false; the device tests check both plan alike)
+[ "$device" = cpu ] || step pets_eager 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2 --pets.cem.cuda_graph false --pets.run_dir runs/pets_tiny_eager
 step population 60 env -C "$out/work" objmm population --config "$root/configs/population/tiny.yaml" "${gpu[@]}"
 step attack 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.expert runs/pets_tiny/dataset
 step attack_gradient 60 env -C "$out/work" objmm attack --config "$root/configs/attack/tiny.yaml" "${gpu[@]}" --attack.method gradient --attack.out runs/attack_tiny_gradient
@@ -68,11 +88,12 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 # beside mbrl-lib 0.2.0 where it is installed in .mbrl-lib (benchmarks/bench_mbrl_lib.py says how)
 [ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5
-step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 3
+step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 2
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
 step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --device "$device" --config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100 --trials 2 --episode-steps "${cheetah_steps}" --epochs 2
-# the code path and its time only: pets_tiny's models are too small for their rewards to mean anything
-step bench_precision 90 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/pets_tiny" --episodes 2 --episode-steps 30
+# the planner's precision against float32 on the rewards of models that have learnt (CPU-sized: the code path only)
+step precision_models 240 env -C "$out/work" objmm pets-sweep --config "$root/configs/pets-sweep/cartpole_population.yaml" "${gpu[@]}" "${precision_sweep[@]}" --sweep.out runs/precision_models
+step bench_precision 180 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/precision_models" "${precision[@]}"
 
 echo "== targets (issue 20)" | tee -a "$out/check.log"
 python benchmarks/targets.py "$out" | tee -a "$out/check.log"

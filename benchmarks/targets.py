@@ -97,6 +97,13 @@ def main() -> None:
             print(f"| {name} | not measured ({', '.join(needed)}) | |")
         else:
             print(f"| {name} | {shown.format(value)} | {'met' if met(value) else 'missed'} |")
+    precision = last_json(steps / "bench_precision.log")  # issue 20's item 4: measured, no target
+    for row in (precision or {}).get("precisions", []):
+        print(
+            f"| {precision['device']}, {row['precision']} planning: reward minus float32's over {precision['models']} "
+            f"models [95% interval] | {row['minus_float32']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}], "
+            f"{row['time_over_float32']:.2f}x the time | |"
+        )
 
 
 if __name__ == "__main__":

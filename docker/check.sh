@@ -62,7 +62,7 @@ if [ "${TESTS:-1}" != 0 ]; then
   tail -2 "$work/tests.log"
 fi
 if [ "${GPU_CHECK:-1}" != 0 ]; then
-  inside env DEVICE=cpu BUDGET=900 OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh > "$work/gpu_check.log" 2>&1 || failed+=(gpu_check)
+  inside env DEVICE=cpu STEPS=all BUDGET=900 OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh > "$work/gpu_check.log" 2>&1 || failed+=(gpu_check)
   tail -3 "$work/gpu_check.log"
 fi
 echo "docker/check.sh: built in ${built} s; image localhost/objmm:check $((size / 1000000)) MB, of which the stand-in base $((base / 1000000)) MB"

@@ -127,6 +127,11 @@ def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_
         ResultsFile(path, {"cem": CEMConfig(horizon=3, precision="bfloat16"), "stack": 2}, field="cells", key="name")
     with pytest.raises(ObjmmError, match="was made with other settings"):  # nor with a setting that never existed
         ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2, "width": 8}, field="cells", key="name")
+    # how the planner runs is not what it plans: eager or captured as a CUDA graph, the file goes on
+    for graph in (False, True):
+        settings = {"cem": CEMConfig(horizon=3, cuda_graph=graph), "stack": 2}
+        table = ResultsFile(path, settings, field="cells", key="name")
+        assert list(table.pieces) == ["a"]
 
 
 def test_an_attempt_killed_midway_counts_in_the_next_attempts_wall_time(tmp_path):

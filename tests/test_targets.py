@@ -22,7 +22,10 @@ def test_targets_read_each_step_s_last_json_and_take_the_captured_graph_where_it
     (steps / "bench_stacked_pets.log").write_text(
         json.dumps({"device": "cuda", "config": "cartpole_population.yaml", "stacks": stacks})
     )
-    (steps / "bench_population.log").write_text(json.dumps({"device": "cuda:0", "fig3_cartpole_hours_projected": 0.87}))
+    population = {"device": "cuda", "device_name": "NVIDIA H200", "fig3_cartpole_hours_projected": 0.87}
+    (steps / "bench_population.log").write_text(json.dumps(population))
+    precision = {"precision": "tf32", "minus_float32": -0.5, "low": -1.25, "high": 0.125, "time_over_float32": 0.4}
+    (steps / "bench_precision.log").write_text(json.dumps({"device": "cuda", "models": 12, "precisions": [precision]}))
     table = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True)
     rows = {line.split(" | ")[0].strip("| "): line for line in table.stdout.splitlines()[2:]}
     assert rows["CUDA: one-episode Table 1 cartpole step <= 5 ms"].endswith("| 3.2 ms | met |")
@@ -36,3 +39,5 @@ def test_targets_read_each_step_s_last_json_and_take_the_captured_graph_where_it
     assert "| 1.47 h | missed |" in rows[fig3]  # the best stack's sweep (0.6 h) and the population (0.87 h)
     cheetah = "CUDA, projected: one half cheetah PETS run at Table 1 (100 trials of 1000 steps) <= 1 h"
     assert "not measured (bench_stacked_pets_cheetah)" in rows[cheetah]
+    tf32 = "cuda, tf32 planning: reward minus float32's over 12 models [95% interval]"
+    assert rows[tf32].endswith("| -0.50 [-1.25, +0.12], 0.40x the time | |")

@@ -21,6 +21,7 @@ from objmm.atomic import write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
 from objmm.envs import EnvSpec, get_task
 from objmm.errors import ObjmmError, require_at_least_one
+from objmm.experiments.framework.results import same_settings
 from objmm.planning import CEMConfig, CEMPlanner, SimulatorDynamics, collect_episodes
 from objmm.progress import episode_progress
 from objmm.seeding import derive_seed, seed_of
@@ -109,7 +110,7 @@ def expert(
     kept, rewards, tried = None, [], 0
     if (partial / "progress.json").exists():
         progress = json.loads((partial / "progress.json").read_text())
-        if progress["settings"] != json.loads(json.dumps(settings)):
+        if not same_settings(progress["settings"], json.loads(json.dumps(settings))):
             raise ObjmmError(f"{partial} holds an unfinished expert run with other settings; delete it or use those")
         rewards, tried = progress["rewards"], progress["episodes_tried"]
         if progress["kept_rows"]:  # the dataset is saved first, so it may hold a batch progress.json lacks

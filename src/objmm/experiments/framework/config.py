@@ -53,10 +53,22 @@ def flat(config: dict, prefix: str = "") -> dict:
     return out
 
 
+#: settings that change how a result is computed, not what it is: a run goes on with either value
+#: and a results file never compares them (a captured CUDA graph plans to the bit what the eager step
+#: plans: tests/test_planning.py)
+HOW_SETTINGS = ("cem.cuda_graph",)
+
+
+def what_settings(config: dict) -> dict:
+    """A nested config as `flat` gives it, less the `HOW_SETTINGS`."""
+    return {k: v for k, v in flat(config).items() if not any(k == h or k.endswith(f".{h}") for h in HOW_SETTINGS)}
+
+
 def changed_settings(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> list[str]:
     """`key: old -> new` for every setting of a saved config that `now` changes (but those starting
-    with one of `may_change`); a setting added to objmm since the run was made is not a change."""
-    before, after = flat(saved), flat(now)
+    with one of `may_change`, and the `HOW_SETTINGS`); a setting added to objmm since the run was made
+    is not a change."""
+    before, after = what_settings(saved), what_settings(now)
     return [
         f"{key}: {before[key]!r} -> {value!r}"
         for key, value in after.items()

@@ -15,18 +15,19 @@ from pathlib import Path
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.framework.config import flat, plain
+from objmm.experiments.framework.config import plain, what_settings
 
 #: settings added to objmm after results files were written, each with the value that does what objmm
 #: did before it: a file that lacks one was made with that value, and goes on
-ADDED_SETTINGS = {"cem.precision": "float32", "cem.cuda_graph": False, "trials": None}
+ADDED_SETTINGS = {"cem.precision": "float32", "trials": None}
 
 
 def same_settings(saved, now) -> bool:
-    """`saved == now`, but for settings `saved` predates (`ADDED_SETTINGS`) set to their old behaviour."""
+    """`saved == now`, but for settings `saved` predates (`ADDED_SETTINGS`) set to their old behaviour,
+    and for `config.HOW_SETTINGS`, which may differ."""
     if saved == now or not (isinstance(saved, dict) and isinstance(now, dict)):
         return saved == now
-    before, after = flat(saved), flat(now)
+    before, after = what_settings(saved), what_settings(now)
 
     def as_before(key: str) -> bool:  # a setting the file predates, at the value that changes nothing
         return any(
