@@ -230,3 +230,46 @@ def test_a_step_that_a_cuda_graph_cannot_hold_is_one_line(device):
         assert "set cem.cuda_graph false" in done.stderr
     else:
         assert done.returncode == 0 and "torch.Size([1, 1])" in done.stdout, done.stderr
+
+
+class HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the calls that read a tensor's value back on the host (a CUDA graph capture refuses them)."""
+
+    READS = {"item", "tolist", "__bool__", "__int__", "__float__", "__index__"}
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.READS:
+            self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("keep_elites", [0.0, 0.5])
+def test_the_planning_step_reads_no_value_on_the_host(keep_elites):
+    """What lets `cem.cuda_graph` capture the step on any torch (torch 2.13's `trunc_normal_` reads
+    `mask.any()` each round, so the planner draws its own truncated normal), checked on a CPU."""
+    from objmm.models import DynamicsModel
+
+    model = DynamicsModel(CARTPOLE, members=2, width=16, depth=2)
+    config = CEMConfig(horizon=4, population=30, elites=6, iterations=2, keep_elites=keep_elites)
+    planner = planner_for(TASK.reward(), torch.device("cpu"), config, model.mean_next)
+    obs = torch.randn(3, 4) * 0.3
+    planner.plan(obs)  # a warm start, and kept elites where iCEM keeps them
+    with HostReads() as reads:
+        action, _, kept = planner.step(obs, planner._mean, planner._kept)
+    assert reads.seen == [] and action.shape == (3, 1) and (kept is not None) == (keep_elites > 0)
+
+
+def test_the_planner_s_noise_is_a_standard_normal_truncated_at_two():
+    from scipy import stats
+
+    from objmm.planning.cem import truncated_normal
+
+    draws = truncated_normal((200_000,), torch.Generator().manual_seed(0), torch.device("cpu")).double()
+    assert draws.min() >= -2 and draws.max() <= 2
+    assert stats.kstest(draws.numpy(), stats.truncnorm(-2, 2).cdf).pvalue > 1e-3
+    again = truncated_normal((200_000,), torch.Generator().manual_seed(0), torch.device("cpu")).double()
+    assert torch.equal(draws, again)  # the generator alone decides the draws

@@ -10,6 +10,7 @@ bounds and steps a TensorDict per horizon step (1.35x slower than plain tensors 
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -24,6 +25,20 @@ from objmm.planning.cuda_graph import CapturedCall
 from objmm.planning.model_env import Dynamics, ModelEnv
 
 PRECISIONS = ("float32", "tf32", "bfloat16")
+
+#: where the standard normal's CDF puts -2 and 2, mapped to erfinv's (-1, 1)
+_TRUNCATED_AT = math.erf(2 / math.sqrt(2))
+
+
+def truncated_normal(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal draws truncated to [-2, 2], by the inverse CDF: one uniform draw a value and no
+    value read on the host. Hand-written because torch 2.13's `nn.init.trunc_normal_` is a rejection
+    sampler that reads `mask.any()` on the host each round: a CUDA graph cannot capture that, and
+    how many draws it takes depends on the draws. This is the inverse-CDF method torch used before
+    (2.11 did: its `trunc_normal_` was captured on the H200), so the draws do not depend on torch's
+    version."""
+    uniform = torch.empty(shape, device=device).uniform_(-_TRUNCATED_AT, _TRUNCATED_AT, generator=generator)
+    return uniform.erfinv_().mul_(math.sqrt(2)).clamp_(-2.0, 2.0)
 
 
 @contextmanager
@@ -143,10 +158,7 @@ class CEMPlanner(MPCPlannerBase):
         if shape[0] % self._noise_blocks:
             raise ObjmmError(f"{shape[0]} rows do not split into {self._noise_blocks} equal blocks")
         block = (shape[0] // self._noise_blocks, *shape[1:])
-        draws = [
-            torch.nn.init.trunc_normal_(torch.empty(block, device=device), a=-2.0, b=2.0, generator=generator)
-            for generator in self._noise_generators
-        ]
+        draws = [truncated_normal(block, generator, device) for generator in self._noise_generators]
         if len(draws) > 1:  # a stream per block
             return torch.cat(draws)
         noise = draws[0]
