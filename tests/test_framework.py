@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from objmm.cli import main
 from objmm.errors import ObjmmError
@@ -98,7 +99,7 @@ def test_resume_takes_a_folder_of_any_experiment(in_tmp, error_of):
     )
 
 
-def test_babbling_runs_pets_from_each_size_of_off_task_data_and_goes_on(in_tmp, capsys):
+def test_babbling_runs_pets_from_each_size_of_off_task_data_and_goes_on(in_tmp, capsys, error_of):
     """Appendix A on the framework: one PETS run per size, from that many babbling transitions."""
     args = ["babbling", "--config", str(ROOT / "configs" / "babbling" / "tiny.yaml")]
     main(args)
@@ -114,6 +115,34 @@ def test_babbling_runs_pets_from_each_size_of_off_task_data_and_goes_on(in_tmp, 
     out = capsys.readouterr().out
     assert "2 PETS runs (2 done)" in out and "training on" not in out
     assert json.loads(Path("runs/babbling_tiny/babbling.json").read_text()) == table
+    # a table as written before 2026-12-04 (every run's whole config as its settings) goes on, and a
+    # second seed adds its runs beside the first one's
+    old = [yaml.safe_load(Path(f"runs/babbling_tiny/configs/{name}.yaml").read_text()) for name in ("S20_s0", "S60_s0")]
+    Path("runs/babbling_tiny/babbling.json").write_text(json.dumps({**table, "settings": {"runs": old}}))
+    main([*args, "--babbling.seeds", "[0, 1]"])
+    grown = json.loads(Path("runs/babbling_tiny/babbling.json").read_text())
+    assert "4 PETS runs (2 done)" in capsys.readouterr().out
+    assert [run["name"] for run in grown["runs"]] == ["S20_s0", "S60_s0", "S20_s1", "S60_s1"]
+    assert grown["runs"][:2] == table["runs"] and grown["settings"]["seeds"] == [0, 1]
+    error = error_of(*args, "--babbling.horizon", "20")  # but not another horizon
+    assert error.endswith(
+        "babbling.json was made with other settings; use another babbling.out "
+        "(or the same settings, only babbling.sizes and babbling.seeds may gain entries, to go on)"
+    )
+
+
+def test_a_grid_s_list_may_gain_entries_but_not_lose_or_change_them(tmp_path):
+    path = tmp_path / "table.json"
+    ResultsFile(path, {"seeds": [0, 1], "lr": 0.1}, "runs").add({"name": "s0"})
+    grown = ResultsFile(path, {"seeds": [0, 1, 2], "lr": 0.1}, "runs", setting="x.out", may_grow=("seeds",))
+    assert list(grown.pieces) == ["s0"]
+    grown.add({"name": "s2"})
+    assert json.loads(path.read_text())["settings"]["seeds"] == [0, 1, 2]
+    for other in ({"seeds": [0, 2], "lr": 0.1}, {"seeds": [0, 1, 2], "lr": 0.2}):  # one lost, or another lr
+        with pytest.raises(ObjmmError, match=r"only x\.seeds may gain entries, to go on"):
+            ResultsFile(path, other, "runs", setting="x.out", may_grow=("seeds",))
+    with pytest.raises(ObjmmError, match="was made with other settings"):  # and only where the caller says so
+        ResultsFile(path, {"seeds": [0, 1, 2, 3], "lr": 0.1}, "runs")
 
 
 def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_old_behaviour(tmp_path):

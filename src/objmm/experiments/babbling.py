@@ -7,20 +7,31 @@ and 20000 transitions) and seed, one ordinary PETS run starts from S / horizon m
 rollouts of `horizon` random-action steps from the noise-free initial state (`babbling:RxH`)
 instead of one random rollout, in `<out>/S<size>_s<seed>`. The paper: the more off-task data, the
 slower PETS learns. `babbling.json` in `out` holds each finished run's rewards per trial; the same
-command after a kill goes on (finished runs are kept, an unfinished one resumes). At the end
+command after a kill goes on (finished runs are kept, an unfinished one resumes), and the same
+command with more seeds or sizes adds their runs to the table. At the end
 `fig10.png`: the mean reward per trial for each size.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from objmm import atomic
 from objmm.errors import ObjmmError
 from objmm.experiments import pets, pets_sweep
-from objmm.experiments.framework import ExperimentRun, RaySettings, ResultsFile, run_experiment, run_pieces
+from objmm.experiments.framework import (
+    ExperimentRun,
+    RaySettings,
+    ResultsFile,
+    plain,
+    run_experiment,
+    run_pieces,
+)
+from objmm.experiments.framework.results import same_settings
 from objmm.experiments.sweeps import parsed_config, with_wandb, write_config
 from objmm.plots import plt, save_figure_atomically
 
@@ -77,8 +88,17 @@ class BabblingRun(ExperimentRun):
                     "pets": {**base["pets"], "run_dir": str(self.out / name)},
                 }
                 self.runs.append((name, size, with_wandb(config, name=name, group=self.out.name)))
+        # what every run shares, then the grid: more seeds or sizes add runs to the same table
+        common = {
+            **base,
+            "seed_everything": None,
+            "data": {**base["data"], "train": None},
+            "pets": {**base["pets"], "run_dir": None},
+        }
+        settings = {"runs_of": common, "horizon": s.horizon, "sizes": s.sizes, "seeds": s.seeds}
+        upgrade_table(self.out / TABLE, settings, {name: config for name, _, config in self.runs})
         self.table = ResultsFile(
-            self.out / TABLE, {"runs": [c for _, _, c in self.runs]}, "runs", "name", "babbling.out"
+            self.out / TABLE, settings, "runs", "name", "babbling.out", may_grow=("sizes", "seeds")
         )
 
     def log_config(self) -> None:
@@ -103,6 +123,22 @@ class BabblingRun(ExperimentRun):
         super().log_config()
         self.publish(f"{len(self.runs)} runs", [self.table.path, figure], {"fig10": figure})
         return self.table.pieces
+
+
+def upgrade_table(path: Path, settings: dict, configs: dict[str, dict]) -> None:
+    """A table written before 2026-12-04 holds every run's whole config as its settings, so it took
+    no more seeds: where each of those is the config this command makes for that run, the table is
+    rewritten with `settings` (its runs kept); any other is left for `ResultsFile` to refuse."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: ResultsFile names the damage
+        return
+    old = saved.get("settings") if isinstance(saved, dict) else None
+    if not (isinstance(old, dict) and set(old) == {"runs"} and isinstance(old["runs"], list)):
+        return
+    made = {Path(c.get("pets", {}).get("run_dir", "")).name: c for c in old["runs"] if isinstance(c, dict)}
+    if made and all(name in configs and same_settings(config, plain(configs[name])) for name, config in made.items()):
+        atomic.write_json(path, {**saved, "settings": plain(settings)})
 
 
 def plot_babbling(rewards: dict[int, list[list[float]]], path: Path, title: str) -> Path:

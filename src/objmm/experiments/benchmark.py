@@ -139,7 +139,13 @@ class BenchmarkRun(ExperimentRun):
                     config["pets"] = {**base["pets"], "run_dir": str(self.out / name)}
                     self.runs.append((name, with_wandb(config, name=name, group=self.out.name)))
         settings = {k: v for k, v in plain(s).items() if k not in ("out", "ray")}
-        self.table = ResultsFile(self.out / TABLE, {**settings, "pets": base["pets"] | {"run_dir": None}}, "runs")
+        self.table = ResultsFile(  # more seeds add runs to the same table
+            self.out / TABLE,
+            {**settings, "pets": base["pets"] | {"run_dir": None}},
+            "runs",
+            setting="benchmark.out",
+            may_grow=("seeds",),
+        )
 
     def run(self) -> dict:
         s = self.settings

@@ -22,12 +22,17 @@ from objmm.experiments.framework.config import plain, what_settings
 ADDED_SETTINGS = {"cem.precision": "float32", "trials": None}
 
 
-def same_settings(saved, now) -> bool:
+def same_settings(saved, now, may_grow: tuple[str, ...] = ()) -> bool:
     """`saved == now`, but for settings `saved` predates (`ADDED_SETTINGS`) set to their old behaviour,
-    and for `config.HOW_SETTINGS`, which may differ."""
+    for `config.HOW_SETTINGS`, which may differ, and for the lists named in `may_grow` (a grid's seeds
+    or sizes), which may gain entries: every saved entry still there, more beside them."""
     if saved == now or not (isinstance(saved, dict) and isinstance(now, dict)):
         return saved == now
     before, after = what_settings(saved), what_settings(now)
+    for key in may_grow:
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, list) and isinstance(new, list) and all(entry in new for entry in old):
+            before[key] = new
 
     def as_before(key: str) -> bool:  # a setting the file predates, at the value that changes nothing
         return any(
@@ -50,6 +55,8 @@ class ResultsFile:
         setting: the setting that names the folder, for the message that refuses other settings.
         may_change: the settings that may change between a run and its resume, for the same message.
         by_key: the file holds the pieces as an object keyed by `key` instead of a list.
+        may_grow: lists of the settings (flat keys, `seeds`) that may gain entries: the file goes on,
+            its pieces kept, and the new entries' pieces are added.
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class ResultsFile:
         setting: str = "out",
         may_change: str = "",
         by_key: bool = False,
+        may_grow: tuple[str, ...] = (),
     ):
         self.path, self.settings, self.field, self.key = Path(path), plain(settings), field, key
         self.pickled, self.by_key = self.path.suffix == ".pkl", by_key
@@ -69,8 +77,11 @@ class ResultsFile:
         if not self.path.exists():
             return
         saved = self.read()
-        if not same_settings(plain(saved.get("settings")), self.settings):
-            keep = f", only {may_change} may change," if may_change else ""
+        if not same_settings(plain(saved.get("settings")), self.settings, may_grow):
+            section = f"{setting.rpartition('.')[0]}." if "." in setting else ""
+            changes = [f"{may_change} may change"] * bool(may_change)
+            changes += [f"{' and '.join(section + key for key in may_grow)} may gain entries"] * bool(may_grow)
+            keep = f", only {' and '.join(changes)}," if changes else ""
             raise ObjmmError(
                 f"{self.path} was made with other settings; use another {setting} (or the same settings{keep} to go on)"
             )
