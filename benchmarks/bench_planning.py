@@ -1,11 +1,13 @@
 """One CEM planning step at Table 1's cartpole settings: objmm's planner vs a plain-torch loop.
 
     python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 7] [--env halfcheetah]
+                                        [--precision float32|tf32|bfloat16]
 
 Both sides do the same arithmetic with the same weights (PE 5 x 500 x 2 network, CEM 400
 candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written out with raw
 tensors and no torchrl, TensorDict or module calls. The FLOP floor is the step's matmul FLOPs
-divided by this machine's measured float32 matmul rate. `--env halfcheetah`: the half cheetah's
+divided by this machine's measured matmul rate at the step's arithmetic (`--precision`, float32
+unless set; tf32 is float32 on a CPU). `--env halfcheetah`: the half cheetah's
 Table 1 step instead (CEM 500 x horizon 30 x 5 iterations, 50 elites, PE 5 x 200 x 4), objmm
 against the floor only (the plain side is the cartpole's). On CUDA the step is also timed as a
 captured CUDA graph (`cem.cuda_graph`), interleaved with the eager step, with the largest
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
+from objmm.planning.cem import PRECISIONS, rollout_precision
 
 ENV_ID = "objmm/PETSCartpole-v0"
 
@@ -107,14 +110,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--width", type=int, default=None, help="default: Table 1's (cartpole 500, half cheetah 200)")
     parser.add_argument("--env", choices=["cartpole", "halfcheetah"], default="cartpole")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="the rollouts' arithmetic (cem.precision), both sides",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     cartpole = args.env == "cartpole"
     env_id = ENV_ID if cartpole else "objmm/PETSHalfCheetah-v0"
+    # the eager step (the captured one is timed beside it on CUDA, below)
+    eager = {"cuda_graph": False, "precision": args.precision}
     if cartpole:
-        cfg, width, depth = CEMConfig(horizon=25, population=400, elites=40, iterations=5), args.width or 500, 2
+        cfg, width, depth = (
+            CEMConfig(horizon=25, population=400, elites=40, iterations=5, **eager),
+            args.width or 500,
+            2,
+        )
     else:
-        cfg, width, depth = CEMConfig(horizon=30, population=500, elites=50, iterations=5), args.width or 200, 4
+        cfg, width, depth = (
+            CEMConfig(horizon=30, population=500, elites=50, iterations=5, **eager),
+            args.width or 200,
+            4,
+        )
     model = DynamicsModel(env_id, members=5, width=width, depth=depth).to(args.device).eval()
     planner = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg)
     obs = torch.randn(args.episodes, model.task.obs_dim, device=args.device) * 0.1
@@ -125,7 +144,11 @@ def main() -> None:
 
     with torch.no_grad():
         if cartpole:
-            plain = lambda: plain_cem_step(model, obs, cfg)  # noqa: E731
+
+            def plain():
+                with rollout_precision(args.precision, torch.device(args.device)):
+                    return plain_cem_step(model, obs, cfg)
+
             t_objmm, t_plain = timed_pair(objmm_step, plain, args.repeats, args.device)
         else:
             t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
@@ -144,13 +167,15 @@ def main() -> None:
     sizes = [model.net.hidden[0].weight.shape[1], *[width] * depth, model.net.head.weight.shape[2]]
     per_row = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # FLOPs of one member's row
     flops = per_row * model.members * cfg.population * cfg.horizon * cfg.iterations * args.episodes
-    rate = matmul_gflops(args.device)
+    with rollout_precision(args.precision, torch.device(args.device)):  # the floor at the step's arithmetic
+        rate = matmul_gflops(args.device)
     floor = flops / rate / 1e9  # seconds
     result = {
         "env": args.env,
         "device": args.device,
         "threads": torch.get_num_threads(),
         "episodes": args.episodes,
+        "precision": args.precision,
         "objmm_ms": round(t_objmm * 1e3, 1),
         "plain_torch_ms": round(t_plain * 1e3, 1),
         "ratio_objmm_over_plain": round(t_objmm / t_plain, 3),

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stacked_pets.py [--stacks 1 4 16] [--trials 2] [--episode-steps 50] [--epochs 5]
                                             [--device cpu] [--config configs/pets-sweep/cartpole_population.yaml]
-                                            [--project-runs N] [--project-trials T]
+                                            [--project-runs N] [--project-trials T] [--precision tf32]
 
 Each row is one `objmm pets-sweep` of S seeds at Table 1's cartpole settings (PE 5 x 200 x 3, CEM
 25/400/40/5), shortened to `--trials` trials of `--episode-steps` steps and `--epochs` epochs per
@@ -36,6 +36,7 @@ import yaml
 from objmm.cli import main as objmm
 from objmm.envs import get_task
 from objmm.experiments.pets import PETSSettings
+from objmm.planning.cem import PRECISIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,8 @@ def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path
     argv = ["pets-sweep", "--config", config, "--sweep.seeds", json.dumps(list(range(stack))), "--sweep.stack",
             str(stack), "--sweep.out", str(out), "--pets.trials", str(args.trials), "--pets.episode_steps",
             str(args.episode_steps), "--trainer.max_epochs", str(args.epochs), "--trainer.logger", "false",
-            "--trainer.accelerator", "gpu" if args.device.startswith("cuda") else "cpu"]  # fmt: skip
+            "--trainer.accelerator", "gpu" if args.device.startswith("cuda") else "cpu",
+            "--pets.cem.precision", args.precision]  # fmt: skip
     start = time.perf_counter()
     objmm(argv)
     seconds = time.perf_counter() - start
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--episode-steps", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="the planner's (cem.precision)")
     parser.add_argument("--config", default=str(ROOT / "configs" / "pets-sweep" / "cartpole_population.yaml"))
     parser.add_argument("--project-runs", type=int, default=None, help="project this many runs (default: the config's)")
     parser.add_argument(
@@ -106,7 +109,7 @@ def main() -> None:
     config = yaml.safe_load(Path(args.config).read_text())
     one = seconds[1]
     shape = f"{args.trials} trials of {args.episode_steps} steps, {args.epochs} epochs each"
-    print(f"\nstacked PETS runs on {args.device}: {shape}")
+    print(f"\nstacked PETS runs on {args.device}, planning in {args.precision}: {shape}")
     print(
         "| runs S | stacked (s) | time / one run's | S runs one after another (s, S x one) | speed-up | "
         "planning step (ms) | optimiser step (ms) | projected sweep in stacks of S (h) |"
@@ -121,8 +124,9 @@ def main() -> None:
         rows.append({"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3),
                      **{k: round(v, 6) for k, v in r.items()}, "sweep_hours_projected": round(hours, 3)})  # fmt: skip
     projected = {"runs": args.project_runs, "trials": args.project_trials}
-    print(json.dumps({"device": args.device, "trials": args.trials, "steps": args.episode_steps,
-                      "config": Path(args.config).name, "projected": projected, "stacks": rows}))  # fmt: skip
+    print(json.dumps({"device": args.device, "precision": args.precision, "trials": args.trials,
+                      "steps": args.episode_steps, "config": Path(args.config).name, "projected": projected,
+                      "stacks": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The CUDA path, end to end, in under 10 minutes on one GPU (run it first whenever a GPU is lent):
 #   bash benchmarks/gpu_check.sh            (from the repository root, after the README's install)
-# By default, the core steps (about 8 minutes on an H200):
+# By default, the core steps (about 9 minutes on an H200, estimated from the steps' times there):
 # 1. the tests that take a device (models, losses, planner and its captured CUDA graph, d*, training,
 #    stacking, stacked PETS, PETS, attack, reweight) with --device cuda;
-# 2. the population, planning (eager and as a captured CUDA graph, 1 and 10 episodes, half cheetah),
-#    training and stacked-PETS benchmarks on cuda, and the projections they give;
-# 3. the planner's precision (tf32, bfloat16) against float32 on the rewards of trained models: a
-#    short stacked PETS sweep of the cartpole (4 seeds, 5 trials) makes them.
+# 2. the planner's precision (tf32, bfloat16) against float32 on the rewards of trained models: a
+#    short stacked PETS sweep of the cartpole (4 seeds, 5 trials) makes them;
+# 3. the population, planning (eager and as a captured CUDA graph, 1 and 10 episodes, half cheetah),
+#    training and stacked-PETS benchmarks on cuda, and the projections they give; then planning and
+#    stacked runs again in TF32.
+# Under a BUDGET, the steps past it are skipped in this order, so BUDGET=540 keeps the tests and the
+# precision and drops the last benchmarks.
 # STEPS=all adds every experiment subcommand on its tiny config with the trainer on the GPU, d*, and
 # the planning step on the CPU (about 6 minutes more); STEPS="NAME ..." runs only the steps named
 # (in the script's order).
@@ -58,8 +61,9 @@ else
   precision_sweep=(--sweep.seeds '[0, 1, 2, 3]' --sweep.stack 4 --pets.trials 5)
   precision=(--from-trial 3 --episodes 2)
 fi
-core="torch tests bench_population bench_planning_$device bench_planning_cuda_1 bench_planning_cuda_cheetah
-  bench_training bench_stacked_pets bench_stacked_pets_cheetah precision_models bench_precision"
+core="torch tests precision_models bench_precision bench_population bench_planning_$device bench_planning_cuda_1
+  bench_planning_cuda_cheetah bench_training bench_stacked_pets bench_stacked_pets_cheetah bench_planning_cuda_tf32
+  bench_planning_cuda_1_tf32 bench_stacked_pets_tf32"
 case ${STEPS:-core} in
   all) only=all ;;
   core) only=" $(echo $core) " ;;
@@ -68,6 +72,10 @@ esac
 
 step torch 60 python -c "import torch, sys; d = torch.device('$device'); assert d.type == 'cpu' or torch.cuda.is_available(), 'no CUDA device'; print(torch.__version__, torch.cuda.get_device_name(0) if d.type == 'cuda' else 'cpu')"
 step tests 240 python -m pytest -q -m device --device "$device" -x -p no:cacheprovider
+# what TF32 and bfloat16 do to rewards first: whether either may become the default hangs on it
+# the planner's precision against float32 on the rewards of models that have learnt (CPU-sized: the code path only)
+step precision_models 240 env -C "$out/work" objmm pets-sweep --config "$root/configs/pets-sweep/cartpole_population.yaml" "${gpu[@]}" "${precision_sweep[@]}" --sweep.out runs/precision_models
+step bench_precision 180 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/precision_models" "${precision[@]}"
 step fit 60 env -C "$out/work" objmm fit --config "$root/configs/fit/tiny.yaml" "${gpu[@]}" --trainer.max_epochs 2
 step pets 60 env -C "$out/work" objmm pets --config "$root/configs/pets/tiny.yaml" "${gpu[@]}" --pets.trials 2
 # the same run planning eagerly, kernel by kernel (cem.cuda_graph false; the device tests check both plan alike)
@@ -91,9 +99,10 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 2
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
 step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --device "$device" --config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100 --trials 2 --episode-steps "${cheetah_steps}" --epochs 2
-# the planner's precision against float32 on the rewards of models that have learnt (CPU-sized: the code path only)
-step precision_models 240 env -C "$out/work" objmm pets-sweep --config "$root/configs/pets-sweep/cartpole_population.yaml" "${gpu[@]}" "${precision_sweep[@]}" --sweep.out runs/precision_models
-step bench_precision 180 python benchmarks/bench_precision.py --device "$device" --models "$out/work/runs/precision_models" "${precision[@]}"
+# the same in TF32 (cem.precision: tf32): the speed that the rewards above would buy
+[ "$device" = cpu ] || step bench_planning_cuda_tf32 60 python benchmarks/bench_planning.py --device cuda "${planning[@]}" --precision tf32
+[ "$device" = cpu ] || step bench_planning_cuda_1_tf32 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --precision tf32
+[ "$device" = cpu ] || step bench_stacked_pets_tf32 180 python benchmarks/bench_stacked_pets.py --device cuda "${stacked[@]}" --trials 2 --epochs 5 --precision tf32
 
 echo "== targets (issue 20)" | tee -a "$out/check.log"
 python benchmarks/targets.py "$out" | tee -a "$out/check.log"

@@ -24,11 +24,14 @@ def test_targets_read_each_step_s_last_json_and_take_the_captured_graph_where_it
     )
     population = {"device": "cuda", "device_name": "NVIDIA H200", "fig3_cartpole_hours_projected": 0.87}
     (steps / "bench_population.log").write_text(json.dumps(population))
+    (steps / "bench_planning_cuda_1_tf32.log").write_text(json.dumps({"objmm_ms": 6.0, "graph_ms": 4.5}))
     precision = {"precision": "tf32", "minus_float32": -0.5, "low": -1.25, "high": 0.125, "time_over_float32": 0.4}
     (steps / "bench_precision.log").write_text(json.dumps({"device": "cuda", "models": 12, "precisions": [precision]}))
     table = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True)
     rows = {line.split(" | ")[0].strip("| "): line for line in table.stdout.splitlines()[2:]}
     assert rows["CUDA: one-episode Table 1 cartpole step <= 5 ms"].endswith("| 3.2 ms | met |")
+    assert rows["CUDA: one-episode Table 1 cartpole step <= 5 ms, planning in TF32"].endswith("| 4.5 ms | met |")
+    assert not any(name.endswith("TF32") and "half cheetah" in name for name in rows)  # where no TF32 step ran
     assert "12.5 ms | missed" in rows["CUDA: half cheetah Table 1 step (CEM 500 x 30 x 5, PE 5 x 200 x 4) <= 10 ms"]
     assert (
         "1.60x the floor | missed"
