@@ -36,7 +36,7 @@ class EpochTimer(L.Callback):
 
 def plain_epochs(module: DynamicsModule, batches: EnsembleBatches, epochs: int, device: str) -> list[float]:
     model, objective = module.model.to(device), module.objective
-    optimizer = torch.optim.Adam(model.parameters(), lr=module.hparams.lr)
+    optimizer = module.configure_optimizers()  # the same Adam: each layer's weights decayed as PETS does
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()

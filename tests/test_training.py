@@ -180,3 +180,20 @@ def test_reward_callback_evaluates_the_current_model():
     callback = EpisodeRewardCallback(episodes=2, cem=CEMConfig(horizon=3, population=8, elites=2, iterations=1))
     rewards = callback.evaluate(module)
     assert rewards.shape == (2,) and (rewards > 0).all() and (rewards < 200).all()
+
+
+def test_the_module_s_quick_setattr_leaves_parameters_buffers_and_submodules_to_torch():
+    """`DynamicsModule.__setattr__` puts Lightning's plain per-hook attributes straight in; anything
+    torch keeps apart (parameters, buffers, submodules) still goes through torch."""
+    module = DynamicsModule(members=1, width=4, depth=1)
+    module._current_fx_name = "training_step"
+    module._current_fx_name = None  # set again: the quick path
+    assert module.__dict__["_current_fx_name"] is None
+    module.scale = torch.nn.Parameter(torch.ones(1))
+    module.head_copy = torch.nn.Linear(2, 2)
+    module.register_buffer("seen", torch.zeros(1))
+    module.seen = torch.ones(1)
+    assert "scale" in dict(module.named_parameters()) and "head_copy" in module._modules
+    assert torch.equal(module._buffers["seen"], torch.ones(1)) and "seen" not in module.__dict__
+    with pytest.raises(TypeError, match="cannot assign 'int' as child module 'head_copy'"):
+        module.head_copy = 3  # torch's own check, as before
