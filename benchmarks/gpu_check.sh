@@ -24,13 +24,14 @@ set -uo pipefail
 export WANDB_MODE=offline WANDB_SILENT=true PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/objmm_gpu_check}
 mkdir -p "$out/work" "$out/steps" && cd "$(dirname "$0")/.." && root=$PWD
-failed=() skipped=()
+failed=() skipped=() known=()
 budget=${BUDGET:-0}
 
 # step NAME SECONDS COMMAND...: run it with a limit, its output to the screen and to $out/check.log
 step() {
   local name=$1 limit=$2 start=$SECONDS
   shift 2
+  known+=("$name")
   if [ "$only" != all ] && [[ "$only" != *" $name "* ]]; then return; fi
   if [ "$budget" -gt 0 ]; then
     local left=$((budget - SECONDS))
@@ -107,6 +108,12 @@ step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --de
 echo "== targets (issue 20)" | tee -a "$out/check.log"
 python benchmarks/targets.py "$out" | tee -a "$out/check.log"
 [ ${#skipped[@]} -eq 0 ] || echo "gpu_check: skipped (past BUDGET): ${skipped[*]}" | tee -a "$out/check.log"
+if [ "${STEPS:-core}" != core ] && [ "$only" != all ]; then  # steps named by hand: say which matched none
+  for name in $only; do
+    [[ " ${known[*]} " == *" $name "* ]] || unknown+=("$name")
+  done
+  [ -z "${unknown[*]:-}" ] || echo "gpu_check: no step here is named ${unknown[*]} (a typo, or a CUDA step on a CPU)" | tee -a "$out/check.log"
+fi
 if [ ${#failed[@]} -eq 0 ]; then
   echo "gpu_check: every step that ran passed" | tee -a "$out/check.log"
 else

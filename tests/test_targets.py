@@ -1,6 +1,7 @@
 """benchmarks/targets.py: the speed table gpu_check.sh prints last, read from the steps' outputs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,14 @@ def test_targets_read_each_step_s_last_json_and_take_the_captured_graph_where_it
     assert "not measured (bench_stacked_pets_cheetah)" in rows[cheetah]
     tf32 = "cuda, tf32 planning: reward minus float32's over 12 models [95% interval]"
     assert rows[tf32].endswith("| -0.50 [-1.25, +0.12], 0.40x the time | |")
+
+
+def test_gpu_check_runs_only_the_steps_named_and_says_which_name_matched_none(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu", "STEPS": "torch nosuch"}
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "== torch: exit 0" in done.stdout and "== tests" not in done.stdout
+    assert "gpu_check: no step here is named nosuch" in done.stdout
+    assert (tmp_path / "steps" / "torch.log").is_file() and not (tmp_path / "steps" / "tests.log").exists()
+    assert "| CUDA: one-episode Table 1 cartpole step <= 5 ms | not measured" in done.stdout  # the table still comes
