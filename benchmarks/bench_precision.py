@@ -1,7 +1,7 @@
 """What the planner's precision (`cem.precision`: tf32, bfloat16) does to real rewards, against float32.
 
     python benchmarks/bench_precision.py --models DIR [DIR ...] [--from-trial 3] [--episodes 2]
-                                         [--episode-steps 200] [--precisions tf32 bfloat16]
+                                         [--episode-steps 200] [--precisions tf32 bfloat16 tf32-emulated]
                                          [--device cuda] [--stack 20]
 
 The models are PETS runs' (`DIR/models/trial_*.pt`, e.g. `objmm pets --config
@@ -13,16 +13,20 @@ each (model, episode) is a pair. Printed per precision: the mean reward differen
 its 95% interval over models (a cluster bootstrap, a model's episodes together), the share of
 episodes whose reward changed, and the time of the evaluation against float32's in the same run.
 Table 1's planner (CEM 25/400/40/5) unless `--cem` gives another (horizon population elites iterations).
+`tf32-emulated` rounds the factors of every matmul to TF32 by hand (`TF32Emulation`), on any device:
+TF32's effect on rewards, measured on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import time
 
 import numpy as np
+import torch
 
 from objmm.errors import ObjmmError
 from objmm.experiments.rewards import Evaluation, stacked_rewards
@@ -31,13 +35,36 @@ from objmm.stats import paired_difference
 from objmm.training.saved_models import find_models, load_model
 
 
+def to_tf32(x: torch.Tensor) -> torch.Tensor:
+    """float32 rounded to TF32's 10-bit mantissa (to nearest, ties away from zero, as the tensor
+    cores' conversion does): the low 13 bits of the mantissa rounded off."""
+    bits = x.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view_as(x)
+
+
+class TF32Emulation(torch.overrides.TorchFunctionMode):
+    """The model's matmuls as TF32 tensor cores compute them, on any device: both factors rounded to
+    TF32, the products and sums kept in float32 (`tf32-emulated` below). For a CPU, where `tf32` is
+    float32: what TF32 does to rewards can be measured before a GPU is lent. The bias of `baddbmm`
+    and `addmm` is added in float32, as it is on a GPU."""
+
+    FACTORS = {torch.baddbmm: (1, 2), torch.addmm: (1, 2), torch.bmm: (0, 1), torch.matmul: (0, 1), torch.mm: (0, 1)}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        factors = self.FACTORS.get(func, ())
+        args = tuple(to_tf32(a) if i in factors and a.dtype == torch.float32 else a for i, a in enumerate(args))
+        return func(*args, **(kwargs or {}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="PETS run directories, or pets-sweep folders")
     parser.add_argument("--from-trial", type=int, default=1, help="the models of this trial (1-based) and later")
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--episode-steps", type=int, default=None)
-    parser.add_argument("--precisions", nargs="+", default=["tf32", "bfloat16"])
+    parser.add_argument(
+        "--precisions", nargs="+", default=["tf32", "bfloat16"], choices=["tf32", "bfloat16", "tf32-emulated"]
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stack", type=int, default=20, help="models evaluated at once")
     parser.add_argument("--cem", type=int, nargs=4, default=[25, 400, 40, 5])
@@ -58,15 +85,24 @@ def main() -> None:
     horizon, population, elites, iterations = args.cem
 
     def rewards(precision: str) -> tuple[np.ndarray, float]:
-        cem = CEMConfig(horizon, population, elites, iterations, precision=precision)
+        emulated = precision == "tf32-emulated"
+        cem = CEMConfig(
+            horizon,
+            population,
+            elites,
+            iterations,
+            precision="float32" if emulated else precision,
+            cuda_graph=not emulated,
+        )
         evaluation = Evaluation(args.episodes, args.episode_steps, cem)
         start = time.perf_counter()
-        found = np.concatenate(
-            [
-                stacked_rewards(modules[i : i + args.stack], evaluation, env, seed=0, device=args.device)
-                for i in range(0, len(modules), args.stack)
-            ]
-        )
+        with TF32Emulation() if emulated else contextlib.nullcontext():
+            found = np.concatenate(
+                [
+                    stacked_rewards(modules[i : i + args.stack], evaluation, env, seed=0, device=args.device)
+                    for i in range(0, len(modules), args.stack)
+                ]
+            )
         return found, time.perf_counter() - start
 
     exact, exact_seconds = rewards("float32")
