@@ -248,14 +248,19 @@ class HostReads(torch.overrides.TorchFunctionMode):
 
 
 @pytest.mark.parametrize("keep_elites", [0.0, 0.5])
-def test_the_planning_step_reads_no_value_on_the_host(keep_elites):
+@pytest.mark.parametrize("stacked", [False, True])
+def test_the_planning_step_reads_no_value_on_the_host(keep_elites, stacked):
     """What lets `cem.cuda_graph` capture the step on any torch (torch 2.13's `trunc_normal_` reads
-    `mask.any()` each round, so the planner draws its own truncated normal), checked on a CPU."""
-    from objmm.models import DynamicsModel
+    `mask.any()` each round, so the planner draws its own truncated normal), checked on a CPU: one
+    model, and K stacked models each with its own noise stream (stacked PETS runs)."""
+    from objmm.models import DynamicsModel, StackedDynamics
 
-    model = DynamicsModel(CARTPOLE, members=2, width=16, depth=2)
+    models = [DynamicsModel(CARTPOLE, members=2, width=16, depth=2) for _ in range(3 if stacked else 1)]
+    dynamics = StackedDynamics(models).predict_next if stacked else models[0].mean_next
     config = CEMConfig(horizon=4, population=30, elites=6, iterations=2, keep_elites=keep_elites)
-    planner = planner_for(TASK.reward(), torch.device("cpu"), config, model.mean_next)
+    planner = planner_for(TASK.reward(), torch.device("cpu"), config, dynamics)
+    if stacked:
+        planner.seed_noise([1, 2, 3])
     obs = torch.randn(3, 4) * 0.3
     planner.plan(obs)  # a warm start, and kept elites where iCEM keeps them
     with HostReads() as reads:
