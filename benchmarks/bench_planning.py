@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
-from objmm.planning.cem import PRECISIONS, rollout_precision
+from objmm.planning.cem import PRECISIONS, rollout_precision, truncated_normal
 
 ENV_ID = "objmm/PETSCartpole-v0"
 
@@ -40,14 +39,12 @@ def plain_cem_step(model: DynamicsModel, obs: torch.Tensor, cfg: CEMConfig) -> t
     weights = [(layer.weight, layer.bias) for layer in [*model.net.hidden, model.net.head]]
     in_mean, in_std, out_dim = model.input_mean, model.input_std, task.obs_dim
     n = obs.shape[0]
+    generator = torch.Generator(obs.device).manual_seed(0)
     mean = ((low + high) / 2).expand(n, cfg.horizon, -1).clone()
     var = ((high - low) / 4).square().expand_as(mean)
     for _ in range(cfg.iterations):
         std = torch.minimum(var, torch.minimum((mean - low) / 2, (high - mean) / 2).square()).sqrt()
-        # truncated to 2 standard deviations by the inverse CDF, as objmm draws them (no host read)
-        bound = math.erf(2 / math.sqrt(2))
-        noise = torch.empty(n, cfg.population, cfg.horizon, 1, device=obs.device).uniform_(-bound, bound)
-        noise = noise.erfinv_().mul_(math.sqrt(2)).clamp_(-2.0, 2.0)
+        noise = truncated_normal((n, cfg.population, cfg.horizon, 1), generator, obs.device)  # objmm's draws
         actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).reshape(n * cfg.population, cfg.horizon, 1)
         state = obs.repeat_interleave(cfg.population, 0)
         total = torch.zeros(n * cfg.population, device=obs.device)

@@ -59,9 +59,15 @@ def flat(config: dict, prefix: str = "") -> dict:
 HOW_SETTINGS = ("cem.cuda_graph",)
 
 
+def names_setting(key: str, name: str) -> bool:
+    """Whether the flat `key` is the setting `name` (`cem.cuda_graph`) at the top or inside a section
+    (`pets.cem.cuda_graph`)."""
+    return key == name or key.endswith(f".{name}")
+
+
 def what_settings(config: dict) -> dict:
     """A nested config as `flat` gives it, less the `HOW_SETTINGS`."""
-    return {k: v for k, v in flat(config).items() if not any(k == h or k.endswith(f".{h}") for h in HOW_SETTINGS)}
+    return {k: v for k, v in flat(config).items() if not any(names_setting(k, h) for h in HOW_SETTINGS)}
 
 
 def changed_settings(saved: dict, now: dict, may_change: tuple[str, ...] = ()) -> list[str]:

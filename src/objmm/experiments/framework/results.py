@@ -15,7 +15,7 @@ from pathlib import Path
 
 from objmm import atomic
 from objmm.errors import ObjmmError
-from objmm.experiments.framework.config import plain, what_settings
+from objmm.experiments.framework.config import names_setting, plain, what_settings
 
 #: settings added to objmm after results files were written, each with the value that does what objmm
 #: did before it: a file that lacks one was made with that value, and goes on
@@ -35,9 +35,7 @@ def same_settings(saved, now, may_grow: tuple[str, ...] = ()) -> bool:
             before[key] = new
 
     def as_before(key: str) -> bool:  # a setting the file predates, at the value that changes nothing
-        return any(
-            (key == name or key.endswith(f".{name}")) and after[key] == value for name, value in ADDED_SETTINGS.items()
-        )
+        return any(names_setting(key, name) and after[key] == value for name, value in ADDED_SETTINGS.items())
 
     return before == {key: value for key, value in after.items() if key in before or not as_before(key)}
 
