@@ -2,6 +2,7 @@
 against larger K, beside the FLOP floor.
 
     python benchmarks/bench_population.py [--stacks 1 2 4 8] [--episodes 1] [--device cpu]
+                                          [--precision float32|tf32|bfloat16]
 
 Each K plans K models x E episodes in one call (`StackedDynamics` + a `CEMPlanner` with common noise, as
 `objmm population` does); the time per model-step (call time / (K x E)) is what a population costs.
@@ -9,7 +10,8 @@ Table 1's planner (25 / 400 / 40 / 5) and, by default, the objmm CPU-scale PE ne
 `--width 500 --depth 3` is the paper's). On a CPU the target is no loss from stacking (the step is
 already compute-bound); on a GPU, K models at <= 1.5x one model's time until the device is full.
 The projection is the full cartpole Fig. 3 (1000 models x 10 episodes x 200 steps = 2 M model-steps)
-at the best K's rate on this device.
+at the best K's rate on this device; `--precision` is the planner's arithmetic (`cem.precision`), and
+the matmul rate beside it is measured at the same arithmetic.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench_planning import matmul_gflops, timed_pair  # the same matmul rate and
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel, StackedDynamics
 from objmm.planning import CEMConfig, CEMPlanner
+from objmm.planning.cem import PRECISIONS, rollout_precision
 
 ENV_ID = "objmm/PETSCartpole-v0"
 FIG3_MODEL_STEPS = 1000 * 10 * 200
@@ -43,15 +46,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--width", type=int, default=200)
     parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="the planner's (cem.precision)")
     args = parser.parse_args()
-    cfg = CEMConfig(horizon=25, population=400, elites=40, iterations=5)
+    cfg = CEMConfig(horizon=25, population=400, elites=40, iterations=5, precision=args.precision)
     torch.manual_seed(0)
     models = [
         DynamicsModel(ENV_ID, members=5, width=args.width, depth=args.depth).eval() for _ in range(max(args.stacks))
     ]
     sizes = [p.shape[1] * p.shape[2] for layer in models[0].net.layers for p in [layer.weight]]
     flops_per_model_step = 2 * sum(sizes) * 5 * cfg.population * cfg.horizon * cfg.iterations
-    rate = matmul_gflops(args.device) * 1e9
+    with rollout_precision(args.precision, torch.device(args.device)):  # the rate at the step's arithmetic
+        rate = matmul_gflops(args.device) * 1e9
     results = []
     with torch.no_grad():
         alone = planner_for(models[:1], args.episodes, cfg, args.device)
@@ -80,6 +85,7 @@ def main() -> None:
     summary = {
         "device": args.device,
         "device_name": "cpu" if args.device == "cpu" else torch.cuda.get_device_name(0),
+        "precision": args.precision,
         "threads": torch.get_num_threads(),
         "network": f"5 x {args.width} x {args.depth}",
         "episodes_per_model": args.episodes,

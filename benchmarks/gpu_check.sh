@@ -7,8 +7,10 @@
 # 2. the planner's precision (tf32, bfloat16) against float32 on the rewards of trained models: a
 #    short stacked PETS sweep of the cartpole (4 seeds, 5 trials) makes them;
 # 3. the population, planning (eager and as a captured CUDA graph, 1 and 10 episodes, half cheetah),
-#    training and stacked-PETS benchmarks on cuda, and the projections they give; then planning and
-#    stacked runs again in TF32.
+#    training and stacked-PETS benchmarks on cuda, and the projections they give; then planning, the
+#    population and stacked runs (S = 50, the paper scale's stack) again in TF32.
+# 2026-12-04 on an H200: the core steps took 452 s, before the TF32 population and S = 50 were added
+# (about 60 s more).
 # Under a BUDGET, the steps past it are skipped in this order, so BUDGET=540 keeps the tests and the
 # precision and drops the last benchmarks.
 # STEPS=all adds every experiment subcommand on its tiny config with the trainer on the GPU, d*, and
@@ -64,7 +66,8 @@ else
 fi
 core="torch tests precision_models bench_precision bench_population bench_planning_$device bench_planning_cuda_1
   bench_planning_cuda_cheetah bench_training bench_stacked_pets bench_stacked_pets_cheetah bench_planning_cuda_tf32
-  bench_planning_cuda_1_tf32 bench_stacked_pets_tf32"
+  bench_planning_cuda_1_tf32 bench_planning_cuda_cheetah_tf32 bench_population_tf32
+  bench_stacked_pets_tf32"
 case ${STEPS:-core} in
   all) only=all ;;
   core) only=" $(echo $core) " ;;
@@ -103,7 +106,10 @@ step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --de
 # the same in TF32 (cem.precision: tf32): the speed that the rewards above would buy
 [ "$device" = cpu ] || step bench_planning_cuda_tf32 60 python benchmarks/bench_planning.py --device cuda "${planning[@]}" --precision tf32
 [ "$device" = cpu ] || step bench_planning_cuda_1_tf32 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --precision tf32
-[ "$device" = cpu ] || step bench_stacked_pets_tf32 180 python benchmarks/bench_stacked_pets.py --device cuda "${stacked[@]}" --trials 2 --epochs 5 --precision tf32
+[ "$device" = cpu ] || step bench_planning_cuda_cheetah_tf32 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah --precision tf32
+[ "$device" = cpu ] || step bench_population_tf32 90 python benchmarks/bench_population.py --device cuda "${population[@]}" --precision tf32
+# in a stack of 50, as the paper scale runs the sweep (configs/reproduce/paper.yaml): the Fig. 3 pipeline in TF32
+[ "$device" = cpu ] || step bench_stacked_pets_tf32 180 python benchmarks/bench_stacked_pets.py --device cuda --stacks 1 50 --episode-steps 50 --trials 2 --epochs 5 --precision tf32
 
 echo "== targets (issue 20)" | tee -a "$out/check.log"
 python benchmarks/targets.py "$out" | tee -a "$out/check.log"

@@ -5,7 +5,7 @@
 Each benchmark ends its output with one JSON object; gpu_check.sh keeps every step's output as
 `OUT/steps/<step>.log`. A target reads the step it needs: "met" or "missed" with the measured
 number, or "not measured" where that step did not run (no GPU, a failed step, a skipped one). Where
-the step also ran with the planner in TF32 (`<step>_tf32`), a second row gives that.
+the steps also ran with the planner in TF32 (`<step>_tf32`), a second row gives that.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def main() -> None:
             print(f"| {name} | not measured ({', '.join(needed)}) | |")
         else:
             print(f"| {name} | {shown.format(value)} | {'met' if met(value) else 'missed'} |")
-        tf32 = last_json(steps / f"{step}_tf32.log") if isinstance(step, str) else None
-        value = None if tf32 is None else number(tf32)  # the same step with the planner in TF32, where it ran
+        tf32 = [last_json(steps / f"{s}_tf32.log") for s in needed]  # the same steps planning in TF32, where run
+        value = number(*tf32) if all(f is not None for f in tf32) else None
         if value is not None:
             print(f"| {name}, planning in TF32 | {shown.format(value)} | {'met' if met(value) else 'missed'} |")
     precision = last_json(steps / "bench_precision.log")  # issue 20's item 4: measured, no target

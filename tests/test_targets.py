@@ -26,6 +26,7 @@ def test_targets_read_each_step_s_last_json_and_take_the_captured_graph_where_it
     population = {"device": "cuda", "device_name": "NVIDIA H200", "fig3_cartpole_hours_projected": 0.87}
     (steps / "bench_population.log").write_text(json.dumps(population))
     (steps / "bench_planning_cuda_1_tf32.log").write_text(json.dumps({"objmm_ms": 6.0, "graph_ms": 4.5}))
+    (steps / "bench_population_tf32.log").write_text(json.dumps({**population, "fig3_cartpole_hours_projected": 0.3}))
     precision = {"precision": "tf32", "minus_float32": -0.5, "low": -1.25, "high": 0.125, "time_over_float32": 0.4}
     (steps / "bench_precision.log").write_text(json.dumps({"device": "cuda", "models": 12, "precisions": [precision]}))
     table = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True)
@@ -41,6 +42,13 @@ def test_targets_read_each_step_s_last_json_and_take_the_captured_graph_where_it
     assert "2.50x one run | missed" in rows["CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one"]
     fig3 = "CUDA, projected: cartpole Fig. 3 pipeline (50 PETS runs x 20 trials, then 1000 models x 10 episodes) <= 1 h"
     assert "| 1.47 h | missed |" in rows[fig3]  # the best stack's sweep (0.6 h) and the population (0.87 h)
+    assert fig3 + ", planning in TF32" not in rows  # it needs both steps in TF32: the sweep's is missing
+    (steps / "bench_stacked_pets_tf32.log").write_text(
+        json.dumps({"device": "cuda", "config": "cartpole_population.yaml", "stacks": stacks[:1]})
+    )
+    table = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=True)
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.stdout.splitlines()[2:]}
+    assert rows[fig3 + ", planning in TF32"].endswith("| 3.30 h | missed |")  # S = 1's 3.0 h and 0.3 h
     cheetah = "CUDA, projected: one half cheetah PETS run at Table 1 (100 trials of 1000 steps) <= 1 h"
     assert "not measured (bench_stacked_pets_cheetah)" in rows[cheetah]
     tf32 = "cuda, tf32 planning: reward minus float32's over 12 models [95% interval]"
