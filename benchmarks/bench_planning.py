@@ -1,7 +1,7 @@
 """One CEM planning step at Table 1's cartpole settings: objmm's planner vs a plain-torch loop.
 
     python benchmarks/bench_planning.py [--episodes 1] [--device cpu] [--repeats 7] [--env halfcheetah]
-                                        [--precision float32|tf32|bfloat16]
+                                        [--precision float32|tf32|bfloat16] [--compile]
 
 Both sides do the same arithmetic with the same weights (PE 5 x 500 x 2 network, CEM 400
 candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written out with raw
@@ -11,7 +11,9 @@ unless set; tf32 is float32 on a CPU). `--env halfcheetah`: the half cheetah's
 Table 1 step instead (CEM 500 x horizon 30 x 5 iterations, 50 elites, PE 5 x 200 x 4), objmm
 against the floor only (the plain side is the cartpole's). On CUDA the step is also timed as a
 captured CUDA graph (`cem.cuda_graph`), interleaved with the eager step, with the largest
-difference of the two's actions from the same draws.
+difference of the two's actions from the same draws. `--compile` also times the step with its model
+calls compiled (`cem.compile`; captured as a graph on CUDA, eager on a CPU) beside the same step
+uncompiled, interleaved, with the compile's seconds and the largest action difference.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def main() -> None:
         default="float32",
         help="the rollouts' arithmetic (cem.precision), both sides",
     )
+    parser.add_argument("--compile", action="store_true", help="also time the step with cem.compile")
     args = parser.parse_args()
     torch.manual_seed(0)
     cartpole = args.env == "cartpole"
@@ -161,6 +164,25 @@ def main() -> None:
             planner.seed_noise(1), graphed.seed_noise(1)
             difference = (objmm_step() - graph_step()).abs().max().item()  # the first: captured, then replayed
             t_eager, t_graph = timed_pair(objmm_step, graph_step, args.repeats, args.device)
+        if args.compile:  # the step as it runs by default on this device, with and without cem.compile
+            plain_step = graph_step if graph else objmm_step
+            cfg_compiled = CEMConfig(**{**vars(cfg), "cuda_graph": graph, "compile": True})
+            compiled = CEMPlanner(
+                ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg_compiled
+            )
+
+            def compiled_step():
+                compiled.reset()
+                return compiled.plan(obs)
+
+            (graphed if graph else planner).seed_noise(2), compiled.seed_noise(2)
+            sync(args.device)
+            start = time.perf_counter()
+            first = compiled_step()  # compiled (and captured), then replayed
+            sync(args.device)
+            compile_s = time.perf_counter() - start
+            compiled_difference = (plain_step() - first).abs().max().item()
+            t_compiled, t_uncompiled = timed_pair(compiled_step, plain_step, args.repeats, args.device)
     sizes = [model.net.hidden[0].weight.shape[1], *[width] * depth, model.net.head.weight.shape[2]]
     per_row = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))  # FLOPs of one member's row
     flops = per_row * model.members * cfg.population * cfg.horizon * cfg.iterations * args.episodes
@@ -188,6 +210,15 @@ def main() -> None:
             "graph_over_eager": round(t_graph / t_eager, 3),
             "graph_over_floor": round(t_graph / floor, 2),
             "graph_max_action_difference": difference,
+        }
+    if args.compile:
+        result |= {
+            "compiled_ms": round(t_compiled * 1e3, 2),
+            "uncompiled_ms_beside": round(t_uncompiled * 1e3, 2),
+            "compiled_over_uncompiled": round(t_compiled / t_uncompiled, 3),
+            "compiled_over_floor": round(t_compiled / floor, 2),
+            "compile_s": round(compile_s, 1),
+            "compiled_max_action_difference": compiled_difference,
         }
     print(json.dumps(result, indent=2))
 

@@ -4,15 +4,18 @@
 # By default, the core steps (about 9 minutes on an H200, estimated from the steps' times there):
 # 1. the tests that take a device (models, losses, planner and its captured CUDA graph, d*, training,
 #    stacking, stacked PETS, PETS, attack, reweight) with --device cuda;
-# 2. the planner's precision (tf32, bfloat16) against float32 on the rewards of trained models: a
-#    short stacked PETS sweep of the cartpole (4 seeds, 5 trials) makes them;
-# 3. the population, planning (eager and as a captured CUDA graph, 1 and 10 episodes, half cheetah),
-#    training and stacked-PETS benchmarks on cuda, and the projections they give; then planning, the
+# 2. the population, planning (eager, as a captured CUDA graph, and with its model calls compiled:
+#    1 and 10 episodes, half cheetah), training and stacked-PETS benchmarks on cuda, the projections
+#    they give, and where a step's time goes op by op (census_planning); then planning, the
 #    population and stacked runs (S = 50, the paper scale's stack) again in TF32.
-# 2026-12-04 on an H200: the core steps took 452 s, before the TF32 population and S = 50 were added
-# (about 60 s more).
-# Under a BUDGET, the steps past it are skipped in this order, so BUDGET=540 keeps the tests and the
-# precision and drops the last benchmarks.
+# The planner's precision (tf32, bfloat16) against float32 on the rewards of trained models
+# (precision_models, then bench_precision: a short stacked PETS sweep of the cartpole, 4 seeds x 5
+# trials, makes them) was measured on an H200 on 2026-12-04 and is no longer core: STEPS=all, or
+# STEPS="precision_models bench_precision", runs it again.
+# 2026-12-04 on an H200: the core steps took 452 s, with the precision (113 s) and before the TF32
+# population and half cheetah steps, S = 50, the censuses and the compiled steps (about 200 s more).
+# Under a BUDGET, the steps past it are skipped in the script's order, so a short BUDGET keeps the
+# tests and the first benchmarks and drops the TF32 ones.
 # STEPS=all adds every experiment subcommand on its tiny config with the trainer on the GPU, d*, and
 # the planning step on the CPU (about 6 minutes more); STEPS="NAME ..." runs only the steps named
 # (in the script's order).
@@ -64,8 +67,9 @@ else
   precision_sweep=(--sweep.seeds '[0, 1, 2, 3]' --sweep.stack 4 --pets.trials 5)
   precision=(--from-trial 3 --episodes 2)
 fi
-core="torch tests precision_models bench_precision bench_population bench_planning_$device bench_planning_cuda_1
-  bench_planning_cuda_cheetah bench_training bench_stacked_pets bench_stacked_pets_cheetah bench_planning_cuda_tf32
+core="torch tests bench_population bench_planning_$device bench_planning_cuda_1
+  bench_planning_cuda_cheetah bench_training bench_stacked_pets census_planning_1 census_planning_16
+  bench_stacked_pets_cheetah bench_planning_cuda_tf32
   bench_planning_cuda_1_tf32 bench_planning_cuda_cheetah_tf32 bench_population_tf32
   bench_stacked_pets_tf32"
 case ${STEPS:-core} in
@@ -95,18 +99,23 @@ step benchmark 120 env -C "$out/work" objmm benchmark --config "$root/configs/be
 step bench_distance 60 python benchmarks/bench_distance.py --device "$device" "${distance[@]}"
 step bench_population 90 python benchmarks/bench_population.py --device "$device" "${population[@]}"
 step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$device" "${planning[@]}"
-[ "$device" = cpu ] || step bench_planning_cuda_1 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1
-[ "$device" = cpu ] || step bench_planning_cuda_cheetah 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah
+# the one-episode steps (what a PETS run plans) also with their model calls compiled (cem.compile)
+[ "$device" = cpu ] || step bench_planning_cuda_1 90 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --compile
+[ "$device" = cpu ] || step bench_planning_cuda_cheetah 90 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah --compile
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 # beside mbrl-lib 0.2.0 where it is installed in .mbrl-lib (benchmarks/bench_mbrl_lib.py says how)
 [ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 2
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
+# where a step's device time goes, op by op, beside its bytes-and-kernels floor: one run's step (Table 1)
+# and 16 stacked runs' (whose step is 10x one run's, 15x its FLOP floor, and TF32 barely helps it)
+[ "$device" = cpu ] || step census_planning_1 60 python benchmarks/census_planning.py --device cuda --profile 5 --measured-ms 11.5
+[ "$device" = cpu ] || step census_planning_16 60 python benchmarks/census_planning.py --device cuda --profile 3 --width 200 --stack 16 --measured-ms 105.5
 step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --device "$device" --config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100 --trials 2 --episode-steps "${cheetah_steps}" --epochs 2
 # the same in TF32 (cem.precision: tf32): the speed that the rewards above would buy
 [ "$device" = cpu ] || step bench_planning_cuda_tf32 60 python benchmarks/bench_planning.py --device cuda "${planning[@]}" --precision tf32
-[ "$device" = cpu ] || step bench_planning_cuda_1_tf32 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --precision tf32
-[ "$device" = cpu ] || step bench_planning_cuda_cheetah_tf32 60 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah --precision tf32
+[ "$device" = cpu ] || step bench_planning_cuda_1_tf32 90 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --precision tf32 --compile
+[ "$device" = cpu ] || step bench_planning_cuda_cheetah_tf32 90 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah --precision tf32 --compile
 [ "$device" = cpu ] || step bench_population_tf32 90 python benchmarks/bench_population.py --device cuda "${population[@]}" --precision tf32
 # in a stack of 50, as the paper scale runs the sweep (configs/reproduce/paper.yaml): the Fig. 3 pipeline in TF32
 [ "$device" = cpu ] || step bench_stacked_pets_tf32 180 python benchmarks/bench_stacked_pets.py --device cuda --stacks 1 50 --episode-steps 50 --trials 2 --epochs 5 --precision tf32

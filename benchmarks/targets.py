@@ -30,9 +30,10 @@ def last_json(path: Path) -> dict | None:
     return None
 
 
-def best(found: dict, eager: str, graph: str) -> float:
-    """The planner's better time (or ratio): as a captured CUDA graph where it was measured, else eager."""
-    return min(found[eager], found.get(graph, float("inf")))
+def best(found: dict, eager: str, graph: str, compiled: str) -> float:
+    """The planner's best time (or ratio): eager, as a captured CUDA graph, or with its model calls
+    compiled (`cem.compile`), of those that were measured."""
+    return min(found[eager], found.get(graph, float("inf")), found.get(compiled, float("inf")))
 
 
 def stacked_ratio(found: dict, runs: int) -> float | None:
@@ -67,11 +68,12 @@ TARGETS: list[tuple[str, str | tuple[str, ...], Callable[..., float | None], Cal
     ("CPU: Table 1 cartpole step >= 2.5x faster than mbrl-lib 0.2.0's", "bench_mbrl_lib",
      lambda f: f["mbrl_lib_over_objmm"] if f.get("width") == 500 else None, lambda x: x >= 2.5, "{:.2f}x faster"),
     ("CUDA: one-episode Table 1 cartpole step <= 5 ms", "bench_planning_cuda_1",
-     lambda f: best(f, "objmm_ms", "graph_ms"), lambda x: x <= 5, "{:.1f} ms"),
+     lambda f: best(f, "objmm_ms", "graph_ms", "compiled_ms"), lambda x: x <= 5, "{:.1f} ms"),
     ("CUDA: 10-episode cartpole step within 1.3x of the FLOP floor", "bench_planning_cuda",
-     lambda f: best(f, "objmm_over_floor", "graph_over_floor"), lambda x: x <= 1.3, "{:.2f}x the floor"),
+     lambda f: best(f, "objmm_over_floor", "graph_over_floor", "compiled_over_floor"), lambda x: x <= 1.3,
+     "{:.2f}x the floor"),
     ("CUDA: half cheetah Table 1 step (CEM 500 x 30 x 5, PE 5 x 200 x 4) <= 10 ms", "bench_planning_cuda_cheetah",
-     lambda f: best(f, "objmm_ms", "graph_ms"), lambda x: x <= 10, "{:.1f} ms"),
+     lambda f: best(f, "objmm_ms", "graph_ms", "compiled_ms"), lambda x: x <= 10, "{:.1f} ms"),
     ("CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one", "bench_stacked_pets",
      lambda f: stacked_ratio(f, 16) if on_cuda(f) else None, lambda x: x <= 2, "{:.2f}x one run"),
     ("CUDA: Lightning training within 1.3x of a plain loop (batch 32)", "bench_training",

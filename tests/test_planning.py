@@ -204,6 +204,56 @@ def test_the_step_captured_as_a_cuda_graph_plans_what_the_eager_step_plans(preci
     assert not eager._captured
 
 
+def test_compiled_model_calls_plan_what_the_eager_ones_plan(device):
+    """`cem.compile` fuses each model call's elementwise work (on CUDA inside the captured step); the
+    plans are the eager ones to float rounding, for stacked models each with its own noise stream,
+    and a second planner over new models of the same shape reuses the compiled code."""
+    from torch._dynamo.utils import counters
+
+    from objmm.models import DynamicsModel, StackedDynamics
+
+    torch.manual_seed(0)
+    config = dict(horizon=5, population=40, elites=6, iterations=2, keep_elites=0.5)
+    for round_ in range(2):
+        models = [DynamicsModel(CARTPOLE, members=2, width=32, depth=2).to(device) for _ in range(2)]
+        stacked = StackedDynamics(models).to(device)
+        eager, compiled = (
+            planner_for(TASK.reward(), device, CEMConfig(**config, compile=c), stacked.predict_next)
+            for c in (False, True)
+        )
+        assert eager._compiled_dynamics is None and compiled._compiled_dynamics is not None
+        for planner in (eager, compiled):
+            planner.seed_noise([3, 4])
+        obs = torch.randn(4, 4, device=device) * 0.3
+        for _ in range(3):
+            a, b = eager.plan(obs), compiled.plan(obs)
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+            obs = obs + 0.05 * a.sum()
+        if round_ == 0:
+            graphs = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == graphs  # the new models' planner compiled nothing
+
+
+def test_a_model_call_that_cannot_compile_is_one_line(monkeypatch):
+    """A machine without a working C++ compiler cannot compile for its CPU: one line naming the setting."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    from objmm.models import DynamicsModel
+
+    torch._dynamo.reset()  # nothing compiled before, nothing cached: inductor must call the compiler
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("/nonexistent/c++",))
+    model = DynamicsModel(CARTPOLE, members=2, width=8, depth=1)
+    config = CEMConfig(horizon=3, population=8, elites=2, compile=True)
+    planner = planner_for(TASK.reward(), torch.device("cpu"), config, model.predict_next)
+    with pytest.raises(
+        ObjmmError, match=r"^cem.compile: torch.compile could not compile the model call \(.+\); set cem.compile false$"
+    ):
+        planner.plan(torch.zeros(1, 4))
+    torch._dynamo.reset()
+
+
 HOST_READING = """
 import torch
 from objmm.envs import get_task
