@@ -159,14 +159,14 @@ def main() -> None:
     rows.sort(key=lambda r: -r["with_gaps_ms"])
     calls = cfg.iterations * cfg.horizon
     print(f"one planning step, {args.env}, {args.stack} model(s) x {args.episodes} episode(s), {calls} model calls")
-    where = f"measured on {args.device} (ms)" if measured else ""
-    print(f"| op | kernels | per model call | MB | GFLOP | bytes or FLOPs floor (ms) | with the gaps (ms) | {where} |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    where = f" measured on {args.device} (ms) |" if measured else ""
+    print(f"| op | kernels | per model call | MB | GFLOP | bytes or FLOPs floor (ms) | with the gaps (ms) |{where}")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if measured else ""))
     for r in rows:
-        own = f"{measured[r['op']]:.3f}" if r["op"] in measured else ""
+        own = (f" {measured[r['op']]:.3f} |" if r["op"] in measured else " |") if measured else ""
         print(
             f"| {r['op']} | {r['kernels']} | {r['kernels'] / calls:.1f} | {r['bytes'] / 1e6:.1f} | "
-            f"{r['flops'] / 1e9:.1f} | {r['floor_ms']:.3f} | {r['with_gaps_ms']:.3f} | {own} |"
+            f"{r['flops'] / 1e9:.1f} | {r['floor_ms']:.3f} | {r['with_gaps_ms']:.3f} |{own}"
         )
     for op, ms in sorted(measured.items(), key=lambda kv: -kv[1]):  # ops that run inside the ops above
         if op not in census.ops and ms >= 0.01:

@@ -66,3 +66,26 @@ def test_gpu_check_runs_only_the_steps_named_and_says_which_name_matched_none(tm
     assert "gpu_check: no step here is named nosuch" in done.stdout
     assert (tmp_path / "steps" / "torch.log").is_file() and not (tmp_path / "steps" / "tests.log").exists()
     assert "| CUDA: one-episode Table 1 cartpole step <= 5 ms | not measured" in done.stdout  # the table still comes
+
+
+def test_the_census_counts_each_model_call_s_matmuls_and_their_flops(tmp_path):
+    """census_planning.py: a step's kernels, bytes and FLOPs per op, the floors they give; its
+    matmul FLOPs are the network's, counted from the ops it saw."""
+    script = Path(__file__).parents[1] / "benchmarks" / "census_planning.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--width", "64", "--stack", "2", "--measured-ms", "9"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in done.stdout.splitlines() if "|" in line}
+    assert rows["baddbmm"][1] == str(3 * 125)  # input, hidden and head layers in each of 5 x 25 calls
+    # 2 models x 5 members x 400 candidates, layers 6 -> 64 -> 64 -> 4 (cartpole's inputs: sin, cos,
+    # x, dx, dtheta and the action; the head's mean columns only), each call: 4.736 GFLOP in all
+    flops = 2 * 2 * 5 * 400 * (6 * 64 + 64 * 64 + 64 * 4) * 125
+    assert summary["gflop"] == round(flops / 1e9, 1)
+    assert summary["kernels"] > 10 * 125 and summary["with_gaps_ms"] > summary["bytes_and_flops_floor_ms"]
+    assert summary["measured_over_with_gaps"] == round(9 / summary["with_gaps_ms"], 2)
