@@ -7,7 +7,10 @@
 #          package list) and torch's own stack, which the machine brings;
 #   there: bash benchmarks/offline_gpu.sh check [gpu_check settings]   installs .whl/ into /tmp/site
 #          (nothing else touched), puts src/ first on PYTHONPATH and an `objmm` command on PATH, and
-#          runs benchmarks/gpu_check.sh with the environment it was given (STEPS, BUDGET, OUT, ...).
+#          runs benchmarks/gpu_check.sh with the environment it was given (STEPS, BUDGET, OUT, ...);
+#          BRING=DIR copies check.log and the steps' outputs (one archive, gpu_check.tgz, without the
+#          runs) into DIR, for a machine that brings back only a few files:
+#            BRING=$OUT OUT=/tmp/gc BUDGET=540 bash benchmarks/offline_gpu.sh check
 # 2026-12-04 on an H200 (Python 3.12, torch 2.11): 43 wheels, 54 MB, installed in ~15 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,13 @@ case ${1:-} in
     chmod +x /tmp/site/bin/objmm
     export PYTHONPATH=$PWD/src:/tmp/site PATH=/tmp/site/bin:$PATH
     python3 -c "import objmm.cli, torchrl, tensordict, gymnasium, mujoco, wandb, cma"
-    bash benchmarks/gpu_check.sh ;;
+    status=0
+    bash benchmarks/gpu_check.sh || status=$?
+    if [ -n "${BRING:-}" ]; then
+      out=${OUT:-/tmp/objmm_gpu_check}
+      cp "$out/check.log" "$BRING/"
+      tar czf "$BRING/gpu_check.tgz" --exclude=work -C "$(dirname "$out")" "$(basename "$out")"
+    fi
+    exit $status ;;
   *) sed -n 2,12p "$0" && exit 2 ;;
 esac
