@@ -148,12 +148,14 @@ def test_a_grid_s_list_may_gain_entries_but_not_lose_or_change_them(tmp_path):
 def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_old_behaviour(tmp_path):
     path = tmp_path / "table.json"
     old = plain({"cem": CEMConfig(horizon=3), "stack": 2})
-    del old["cem"]["precision"], old["cem"]["cuda_graph"]  # as written before either existed
+    del old["cem"]["precision"], old["cem"]["cuda_graph"], old["cem"]["compile"]  # as written before they existed
     path.write_text(json.dumps({"settings": old, "cells": [{"name": "a"}]}))
     table = ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2}, field="cells", key="name")
     assert list(table.pieces) == ["a"]  # float32 is what it was made with
     with pytest.raises(ObjmmError, match="was made with other settings"):  # but not at another precision
         ResultsFile(path, {"cem": CEMConfig(horizon=3, precision="bfloat16"), "stack": 2}, field="cells", key="name")
+    with pytest.raises(ObjmmError, match="was made with other settings"):  # nor with compiled model calls
+        ResultsFile(path, {"cem": CEMConfig(horizon=3, compile=True), "stack": 2}, field="cells", key="name")
     with pytest.raises(ObjmmError, match="was made with other settings"):  # nor with a setting that never existed
         ResultsFile(path, {"cem": CEMConfig(horizon=3), "stack": 2, "width": 8}, field="cells", key="name")
     # how the planner runs is not what it plans: eager or captured as a CUDA graph, the file goes on
