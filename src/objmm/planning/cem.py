@@ -91,7 +91,7 @@ class CEMConfig:
     #: around the matmuls: inputs' transform and normalisation, SiLU and bias, the members' mean and
     #: the state update), compiled at a planner's first step (a few seconds; a new model of the same
     #: shape reuses it) and, on CUDA, captured with the rest of the step. Off by default: on a CPU it
-    #: was 1.03x slower than eager; on a GPU the one-episode step is ~16 kernels a model call, and
+    #: took 1.01-1.04x eager's time; on a GPU the one-episode step is ~16 kernels a model call, and
     #: their count, not their arithmetic, is what is left of its time (`benchmarks/census_planning.py`).
     #: Its rounding differs from eager's in the last bits, as any fused kernel's does.
     compile: bool = False
@@ -254,9 +254,8 @@ class CEMPlanner(MPCPlannerBase):
             return self.env.predict_trajectory(start, actions)
         try:
             return rollout(self._compiled_dynamics, start, actions)
-        except ObjmmError:
-            raise
-        except Exception as error:  # torch.compile fails at the first call, from deep inside inductor
+        # dynamo's or inductor's failure, from deep inside (torch.compile above imported torch._dynamo)
+        except torch._dynamo.exc.TorchDynamoException as error:
             first = (str(error).strip() or type(error).__name__).splitlines()[0]
             raise ObjmmError(
                 f"cem.compile: torch.compile could not compile the model call ({first}); set cem.compile false"
