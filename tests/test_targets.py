@@ -89,3 +89,15 @@ def test_the_census_counts_each_model_call_s_matmuls_and_their_flops(tmp_path):
     assert summary["gflop"] == round(flops / 1e9, 1)
     assert summary["kernels"] > 10 * 125 and summary["with_gaps_ms"] > summary["bytes_and_flops_floor_ms"]
     assert summary["measured_over_with_gaps"] == round(9 / summary["with_gaps_ms"], 2)
+
+
+def test_every_core_step_of_gpu_check_is_a_step_it_has():
+    """A name in gpu_check.sh's core list that no `step` line defines would be skipped without a word
+    on the GPU, the one machine that runs it."""
+    import re
+
+    script = (Path(__file__).parents[1] / "benchmarks" / "gpu_check.sh").read_text()
+    core = re.search(r'^core="([^"]*)"', script, re.M).group(1).replace("$device", "cuda").split()
+    defined = set(re.findall(r"\bstep ([a-z0-9_$]+) \d+ ", script))
+    defined = {name.replace("$device", "cuda") for name in defined}
+    assert len(core) > 10 and not [name for name in core if name not in defined]
