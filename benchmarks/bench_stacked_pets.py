@@ -10,9 +10,11 @@ trial, timed from its start to its end in this process (W&B off). The stack of 1
 S runs one after another take S times that. The ratio `time(S stacked) / time(1)` is what the
 issue's target reads (S = 16 within 2x on a GPU); `speed-up` is S times one run's time over the stack's.
 
-The projection: each stack's runs record their time per planning step, per optimiser step of a
-fit (its steady rate after the first epoch), a fit's fixed cost and the rest of a trial (measuring
-the models); from those, the whole sweep of `--config` in hours, per S (its seeds, trials, epochs,
+The projection: each stack's runs record their planner's time at the first step of an episode
+(which captures the step as a CUDA graph) and at the others, the episode's, per optimiser step of
+a fit (its steady rate after the first epoch), a fit's fixed cost and the rest of a trial
+(measuring the models); from those (the first step's extra a trial's fixed cost, the rest of the
+episode per step), the whole sweep of `--config` in hours, per S (its seeds, trials, epochs,
 batch size, initial rows and training, in stacks of S). `--project-runs` and `--project-trials`
 project another count, e.g. one half cheetah run of Table 1's 100 trials:
 `--config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100`.
@@ -57,13 +59,21 @@ def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path
 
 
 def rates(state: dict, episode_steps: int) -> dict:
-    """Seconds per planning step, per optimiser step of a fit (its steady rate), a fit's fixed
-    seconds and the rest of a trial, from one run's per-trial times (means over its trials); and
-    the rows the run started from (its `data.train`)."""
+    """From one run's per-trial times (means over its trials): the planner's steady seconds a step
+    (after the first, which captures the CUDA graph), the first step's extra seconds (a trial's
+    fixed cost), the episode's seconds a step besides (the env, the records: `episode_step_s`, which
+    the projection takes with the first step's extra left out), seconds per optimiser step of a fit
+    (its steady rate), a fit's fixed seconds and the rest of a trial; and the rows the run started
+    from (its `data.train`)."""
     history = state["history"]
+    planning_step = float(np.mean([h["seconds/planning"] / max(episode_steps - 1, 1) for h in history]))
+    first_extra = max(float(np.mean([h["seconds/planning_first"] for h in history])) - planning_step, 0.0)
+    episode = float(np.mean([h["seconds/episode"] for h in history]))
     return {
         "initial_rows": state["initial_rows"],
-        "planning_step_s": sum(h["seconds/episode"] for h in history) / (len(history) * episode_steps),
+        "planning_step_s": planning_step,
+        "planning_first_extra_s": first_extra,
+        "episode_step_s": (episode - first_extra) / episode_steps,
         "fit_step_s": float(np.mean([h["seconds/fit_step"] for h in history])),
         "fit_fixed_s": max(float(np.mean([h["seconds/fit_fixed"] for h in history])), 0.0),  # noise can make it < 0
         "trial_rest_s": float(np.mean([h["seconds/training"] - h["seconds/fit"] for h in history])),
@@ -83,7 +93,8 @@ def sweep_hours(c: dict, stack: int, r: dict, runs: int | None = None, trials: i
         rows = r["initial_rows"] + trial * length
         trial_epochs = epochs if pets.training == "full" or trial == 0 else pets.incremental_epochs
         fit_steps = trial_epochs * math.ceil(fraction * rows / batch)
-        seconds += r["trial_rest_s"] + r["fit_fixed_s"] + fit_steps * r["fit_step_s"] + length * r["planning_step_s"]
+        seconds += r["trial_rest_s"] + r["fit_fixed_s"] + fit_steps * r["fit_step_s"]
+        seconds += r["planning_first_extra_s"] + length * r["episode_step_s"]
     return math.ceil(runs / stack) * seconds / 3600
 
 
@@ -112,15 +123,17 @@ def main() -> None:
     print(f"\nstacked PETS runs on {args.device}, planning in {args.precision}: {shape}")
     print(
         "| runs S | stacked (s) | time / one run's | S runs one after another (s, S x one) | speed-up | "
-        "planning step (ms) | optimiser step (ms) | projected sweep in stacks of S (h) |"
+        "planning step (ms) | episode step (ms) | first step's extra (s) | optimiser step (ms) | "
+        "projected sweep in stacks of S (h) |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = []
     for s in stacks:
         r = measured[s][1]
         hours = sweep_hours(config, s, r, args.project_runs, args.project_trials)
         print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x | "
-              f"{r['planning_step_s'] * 1e3:.1f} | {r['fit_step_s'] * 1e3:.2f} | {hours:.2f} |")  # fmt: skip
+              f"{r['planning_step_s'] * 1e3:.1f} | {r['episode_step_s'] * 1e3:.1f} | "
+              f"{r['planning_first_extra_s']:.2f} | {r['fit_step_s'] * 1e3:.2f} | {hours:.2f} |")  # fmt: skip
         rows.append({"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3),
                      **{k: round(v, 6) for k, v in r.items()}, "sweep_hours_projected": round(hours, 3)})  # fmt: skip
     projected = {"runs": args.project_runs, "trials": args.project_trials}

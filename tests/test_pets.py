@@ -76,6 +76,9 @@ def test_pets_logs_every_trial_on_new_train_and_held_out_data(in_tmp, capsys, ac
     assert "new_data/nll" not in history[0] and "new_data/nll" in history[1]
     for key in ("val/nll", "val/paper_ll", "val/paper_ll_batch_median", "train_data/nll", "train/loss", "reward/mean"):
         assert all(key in h for h in history), key
+    for h in history:  # the planner's time, its first step apart (a CUDA graph's capture), inside the episode's
+        assert 0 < h["seconds/planning_first"] and 0 < h["seconds/planning"]
+        assert h["seconds/planning_first"] + h["seconds/planning"] < h["seconds/episode"]
     log = next(Path("runs/wandb").glob("offline-run-*/run-*.wandb")).read_bytes()
     for key in (b"reward/mean", b"new_data/nll", b"train_data/nll", b"val/paper_ll", b"data/x"):
         assert key in log

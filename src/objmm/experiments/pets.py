@@ -136,9 +136,10 @@ class PETSRun(ExperimentRun):
         )
         return {f"{name}/{key}": value for key, value in values.items()}
 
-    def episode(self, trial: int) -> tuple[float, TransitionDataset]:
-        """The trial's CEM-MPC episode in the real env: its reward and rows."""
-        return episodes([self], trial)[0]
+    def episode(self, trial: int, metrics: dict) -> tuple[float, TransitionDataset]:
+        """The trial's CEM-MPC episode in the real env: its reward and rows (its planner's seconds
+        into `metrics`)."""
+        return episodes([self], trial, [metrics])[0]
 
     # ----------------------------------------------------------------- start or resume
     def prepare(self) -> None:
@@ -212,7 +213,7 @@ class PETSRun(ExperimentRun):
         datamodule = self.training_data(trial)
         self.measure(metrics, self.fit(datamodule, epochs, trial, metrics), datamodule)
         planned = time.perf_counter()
-        reward, rows = self.episode(trial)
+        reward, rows = self.episode(trial, metrics)
         self.close_trial(metrics, reward, rows, len(datamodule.train_set), start, planned)
 
     def open_trial(self, trial: int) -> tuple[dict, int]:
@@ -301,11 +302,13 @@ class PETSRun(ExperimentRun):
         )
 
 
-def episodes(runs: Sequence[PETSRun], trial: int) -> list[tuple[float, TransitionDataset]]:
+def episodes(runs: Sequence[PETSRun], trial: int, metrics: Sequence[dict]) -> list[tuple[float, TransitionDataset]]:
     """The trial's episode of each of K runs of one config (K = 1: a run alone), planned in one CEM
     call per step through a stack of their models (`StackedDynamics`, in which a model predicts as
     it does in a stack of any K); run k's planner samples and start state come from run k's own seeds,
-    so each run's episode is the one it has alone. Each run's reward and rows."""
+    so each run's episode is the one it has alone. Each run's reward and rows; into each run's
+    `metrics`, the planner's seconds at the first step (`seconds/planning_first`: a CUDA graph's
+    capture, a compile) and at the others together (`seconds/planning`), which the K runs share."""
     first = runs[0]
     stack = StackedDynamics([run.module.model.eval() for run in runs]).to(first.device)
     planner = CEMPlanner.for_dynamics(
@@ -323,6 +326,10 @@ def episodes(runs: Sequence[PETSRun], trial: int) -> list[tuple[float, Transitio
         progress=episode_progress(f"  trial {trial + 1}/{first.settings.trials}: {what} "),
         **first.env["kwargs"],
     )
+    for run_metrics in metrics:
+        run_metrics.update(
+            {"seconds/planning_first": record.policy_first_seconds, "seconds/planning": record.policy_seconds}
+        )
     one = lambda x, k: x[k : k + 1]  # noqa: E731 (episode k of [K, T, ...])
     return [
         (

@@ -46,7 +46,7 @@ def stacked_trial(runs: Sequence[PETSRun], trial: int) -> None:
         run.module.to(run.device)
         run.measure(metrics, loss, datamodule)
     planned = time.perf_counter()
-    found = episodes(runs, trial)
+    found = episodes(runs, trial, [metrics for metrics, _ in opened])
     for run, (metrics, _), (reward, rows), datamodule in zip(runs, opened, found, datamodules, strict=True):
         run.close_trial(metrics, reward, rows, len(datamodule.train_set), start, planned)
 

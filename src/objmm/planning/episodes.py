@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,12 +18,16 @@ from objmm.errors import ObjmmError
 
 @dataclass
 class Episodes:
-    """What N episodes of T steps did: returns [N]; obs, next_obs [N, T, O]; actions [N, T, A]."""
+    """What N episodes of T steps did: returns [N]; obs, next_obs [N, T, O]; actions [N, T, A]; and
+    the seconds the policy took for its actions, at the first step (a planner's capture or compile)
+    and at all the others together (its action read back on the host ends each step's time)."""
 
     returns: np.ndarray
     obs: np.ndarray
     actions: np.ndarray
     next_obs: np.ndarray
+    policy_first_seconds: float = 0.0
+    policy_seconds: float = 0.0
 
 
 def collect_episodes(
@@ -59,8 +64,13 @@ def collect_episodes(
         next_obs=np.empty((episodes, steps, task.obs_dim)),
     )
     for t in range(steps):
+        start = time.perf_counter()
         td = TensorDict(observation=torch.as_tensor(obs, dtype=torch.float32, device=device), batch_size=[episodes])
         action = policy(td)["action"].detach().cpu().numpy().astype(np.float64)
+        if t == 0:
+            record.policy_first_seconds = time.perf_counter() - start
+        else:
+            record.policy_seconds += time.perf_counter() - start
         record.obs[:, t], record.actions[:, t] = obs, action
         obs, reward, _, _, _ = envs.step(action)
         record.next_obs[:, t] = obs
