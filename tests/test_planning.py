@@ -204,16 +204,20 @@ def test_the_step_captured_as_a_cuda_graph_plans_what_the_eager_step_plans(preci
     assert not eager._captured
 
 
-def test_compiled_model_calls_plan_what_the_eager_ones_plan(device):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_compiled_model_calls_plan_what_the_eager_ones_plan(precision, device):
     """`cem.compile` fuses each model call's elementwise work (on CUDA inside the captured step); the
     plans are the eager ones to float rounding, for stacked models each with its own noise stream,
-    and a second planner over new models of the same shape reuses the compiled code."""
+    and a second planner over new models of the same shape reuses the compiled code. In bfloat16 a
+    fused kernel rounds fewer times than eager's kernels do, which can move a GPU's plans wholesale
+    (another elite), so there the candidates' returns are compared, and the plans only on a CPU."""
     from torch._dynamo.utils import counters
 
     from objmm.models import DynamicsModel, StackedDynamics
 
     torch.manual_seed(0)
-    config = dict(horizon=5, population=40, elites=6, iterations=2, keep_elites=0.5)
+    config = dict(horizon=5, population=40, elites=6, iterations=2, keep_elites=0.5, precision=precision)
+    exact = precision == "float32" or device.type == "cpu"
     for round_ in range(2):
         models = [DynamicsModel(CARTPOLE, members=2, width=32, depth=2).to(device) for _ in range(2)]
         stacked = StackedDynamics(models).to(device)
@@ -225,9 +229,14 @@ def test_compiled_model_calls_plan_what_the_eager_ones_plan(device):
         for planner in (eager, compiled):
             planner.seed_noise([3, 4])
         obs = torch.randn(4, 4, device=device) * 0.3
+        candidates = torch.rand(4, 40, 5, 1, device=device) * 6 - 3
+        returns = compiled.evaluate(obs, candidates)
+        torch.testing.assert_close(returns, eager.evaluate(obs, candidates), rtol=1e-4 if exact else 0.02, atol=0.05)
         for _ in range(3):
-            a, b = eager.plan(obs), compiled.plan(obs)
-            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+            a, b = eager.plan(obs), compiled.plan(obs)  # on CUDA: captured, compiled model calls and all
+            assert b.isfinite().all() and (b.abs() <= 3).all()
+            if exact:
+                torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
             obs = obs + 0.05 * a.sum()
         if round_ == 0:
             graphs = counters["stats"]["unique_graphs"]

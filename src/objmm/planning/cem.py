@@ -42,11 +42,14 @@ def truncated_normal(shape: tuple[int, ...], generator: torch.Generator, device:
 
 
 @contextmanager
-def rollout_precision(precision: str, device: torch.device):
-    """The arithmetic `CEMConfig.precision` names, for the model calls inside this block only."""
+def rollout_precision(precision: str, device: torch.device, captured: bool = False):
+    """The arithmetic `CEMConfig.precision` names, for the model calls inside this block only.
+    `captured`: the block is (or warms up) a step captured as a CUDA graph."""
     if precision == "bfloat16":
-        # a captured CUDA graph must not keep autocast's cast weights across replays (torch's advice)
-        cache = not (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+        # a captured CUDA graph must not keep autocast's cast weights across replays (torch's advice);
+        # the warm-up before the capture does as the capture does, or a compiled model call
+        # (`cem.compile`), whose guards include autocast's cache, would compile again inside the capture
+        cache = not (captured or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()))
         with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache):
             yield
     elif precision == "tf32" and device.type == "cuda":
@@ -189,7 +192,7 @@ class CEMPlanner(MPCPlannerBase):
             mid = (self.low + self.high) / 2
             self._mean, self._kept = mid.expand(n, self.config.horizon, -1).clone(), None
         step = self.step
-        if self.config.cuda_graph and obs.device.type == "cuda" and not hasattr(self.env.dynamics, "trajectory"):
+        if self._captures(obs):
             key = (n, self._kept is not None)
             if key not in self._captured:
                 try:
@@ -204,6 +207,10 @@ class CEMPlanner(MPCPlannerBase):
             step = self._captured[key]
         action, self._mean, self._kept = step(obs, self._mean, self._kept)
         return action
+
+    def _captures(self, obs: torch.Tensor) -> bool:
+        """Whether the step for `obs` is replayed as a captured CUDA graph (`cem.cuda_graph`)."""
+        return self.config.cuda_graph and obs.device.type == "cuda" and not hasattr(self.env.dynamics, "trajectory")
 
     def step(
         self, obs: torch.Tensor, mean: torch.Tensor, kept: torch.Tensor | None
@@ -242,7 +249,7 @@ class CEMPlanner(MPCPlannerBase):
         n, p, horizon, _ = candidates.shape
         start = obs.unsqueeze(1).expand(n, p, obs.shape[-1]).reshape(n * p, -1)
         flat = candidates.reshape(n * p, horizon, -1)
-        with rollout_precision(self.config.precision, obs.device):
+        with rollout_precision(self.config.precision, obs.device, captured=self._captures(obs)):
             states = self._rollout(start, flat)
         total = self.env.reward(states.float(), flat).sum(-1)
         # a model that predicts NaN/inf makes that candidate the worst, not the planner crash
