@@ -101,3 +101,28 @@ def test_every_core_step_of_gpu_check_is_a_step_it_has():
     defined = set(re.findall(r"\bstep ([a-z0-9_$]+) \d+ ", script))
     defined = {name.replace("$device", "cuda") for name in defined}
     assert len(core) > 10 and not [name for name in core if name not in defined]
+
+
+def test_the_stacked_runs_projection_counts_the_first_step_s_extra_once_a_trial(monkeypatch):
+    """bench_stacked_pets: the planner's first step (the graph's capture) is a trial's fixed cost; the
+    rest of a short benchmark episode, a step, scales to the config's episode length."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_stacked_pets as bench
+
+    history = [
+        {"seconds/planning": 0.49, "seconds/planning_first": 2.01, "seconds/episode": 2.75, "seconds/fit_step": 0.002,
+         "seconds/fit_fixed": 0.1, "seconds/training": 1.0, "seconds/fit": 0.8},
+    ] * 2  # fmt: skip
+    r = bench.rates({"history": history, "initial_rows": 200}, episode_steps=50)
+    assert r["planning_step_s"] == 0.49 / 49  # the steady planner step: 10 ms
+    assert abs(r["planning_first_extra_s"] - 2.0) < 1e-12  # 2.01 s first step, less one steady step
+    assert abs(r["episode_step_s"] - 0.75 / 50) < 1e-12  # the rest of the episode, a step: 15 ms
+    config = {
+        "env": {"id": "objmm/PETSCartpole-v0"},
+        "data": {"batch_size": 32, "train_fraction": 0.9},
+        "trainer": {"max_epochs": 1},
+        "pets": {"trials": 1, "training": "full"},
+    }
+    # one run of one 200-step trial: 0.2 s rest + 0.1 s fit fixed + 6 steps x 2 ms + 2 s + 200 x 15 ms
+    expected = (0.2 + 0.1 + 6 * 0.002 + 2.0 + 200 * 0.015) / 3600
+    assert abs(bench.sweep_hours(config, 1, r, runs=1) - expected) < 1e-12
