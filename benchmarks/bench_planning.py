@@ -135,12 +135,24 @@ def main() -> None:
             4,
         )
     model = DynamicsModel(env_id, members=5, width=width, depth=depth).to(args.device).eval()
-    planner = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg)
     obs = torch.randn(args.episodes, model.task.obs_dim, device=args.device) * 0.1
 
-    def objmm_step():
-        planner.reset()
-        return planner.plan(obs)
+    def planner_with(**changes) -> CEMPlanner:
+        """objmm's planner over the model at `cfg` with `changes` (cuda_graph, compile)."""
+        env = ModelEnv(model.task, model.predict_next, model.task.reward(), args.device)
+        return CEMPlanner(env, CEMConfig(**{**vars(cfg), **changes}))
+
+    def step_of(planner: CEMPlanner):
+        """One planning step from a cold start, as timed."""
+
+        def step():
+            planner.reset()
+            return planner.plan(obs)
+
+        return step
+
+    planner = planner_with()
+    objmm_step = step_of(planner)
 
     with torch.no_grad():
         if cartpole:
@@ -154,27 +166,15 @@ def main() -> None:
             t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
         graph = args.device.startswith("cuda")
         if graph:
-            cfg_graph = CEMConfig(**{**vars(cfg), "cuda_graph": True})
-            graphed = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg_graph)
-
-            def graph_step():
-                graphed.reset()
-                return graphed.plan(obs)
-
+            graphed = planner_with(cuda_graph=True)
+            graph_step = step_of(graphed)
             planner.seed_noise(1), graphed.seed_noise(1)
             difference = (objmm_step() - graph_step()).abs().max().item()  # the first: captured, then replayed
             t_eager, t_graph = timed_pair(objmm_step, graph_step, args.repeats, args.device)
         if args.compile:  # the step as it runs by default on this device, with and without cem.compile
             plain_step = graph_step if graph else objmm_step
-            cfg_compiled = CEMConfig(**{**vars(cfg), "cuda_graph": graph, "compile": True})
-            compiled = CEMPlanner(
-                ModelEnv(model.task, model.predict_next, model.task.reward(), args.device), cfg_compiled
-            )
-
-            def compiled_step():
-                compiled.reset()
-                return compiled.plan(obs)
-
+            compiled = planner_with(cuda_graph=graph, compile=True)
+            compiled_step = step_of(compiled)
             (graphed if graph else planner).seed_noise(2), compiled.seed_noise(2)
             sync(args.device)
             start = time.perf_counter()
