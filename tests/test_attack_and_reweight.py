@@ -276,6 +276,49 @@ def test_the_reweight_grid_and_its_resume(in_tmp, objmm_in, capsys, accelerator,
     assert json.loads(Path("runs/reweight_tiny/reweight.json").read_text()) == table
 
 
+def test_reweight_near_several_references_resamples_them(in_tmp, objmm_in, error_of, pets_tiny):
+    """references R > 1: set d is drawn near the expert's trajectory d mod R and the distance objective
+    weighs it by that trajectory; the interval's clusters are the references, not the sets."""
+    import torch
+
+    from objmm.experiments.reweight import near_reference
+
+    pets_tiny(in_tmp)
+    one_cell = ["--reweight.sizes", "[10]", "--reweight.bounds", "[2.0]", "--reweight.datasets", "4"]
+    objmm_in(in_tmp, [*REWEIGHT, *one_cell, "--reweight.references", "2", "--reweight.out", "refs"])
+    cell = json.loads(Path("refs/reweight.json").read_text())["cells"]["S10_eps2"]
+    for name in ("nll", "distance", "reward"):
+        assert cell[name]["reference"] == [0, 1, 0, 1] and cell[name]["dataset"] == [0, 1, 2, 3]
+    diff = cell["distance"]["minus_baseline"]
+    assert diff["n"] == 4 and diff["clusters"] == 2 and diff["low"] <= diff["mean"] <= diff["high"]
+    first, second = (
+        torch.load(f"refs/{f}", weights_only=False)["distances"] for f in ("pool_distances.pt", "pool_distances_1.pt")
+    )
+    assert first.shape == second.shape and not torch.equal(first, second)  # d* to two trajectories
+    distance = {"class_path": "objmm.objectives.DistanceWeighted", "init_args": {"expert": "e", "kernel": "linear"}}
+    assert near_reference(distance, 1)["init_args"] == {"expert": "e", "kernel": "linear", "first_trajectory": 1}
+    assert near_reference({"class_path": "objmm.objectives.GaussianNLL"}, 1) == {
+        "class_path": "objmm.objectives.GaussianNLL"
+    }
+    message = error_of(*REWEIGHT, "--reweight.references", "3")  # 2 sets a cell
+    assert message == (
+        "objmm: error: reweight.references (3) must not exceed reweight.datasets (2): "
+        "each reference needs a set drawn near it"
+    )
+    from objmm.data import random_rollouts
+
+    random_rollouts("objmm/PETSCartpole-v0", 2, 5).save("other_expert")
+    other = (
+        "{d: {class_path: objmm.objectives.DistanceWeighted, init_args: {expert: other_expert}}, "
+        "n: {class_path: objmm.objectives.GaussianNLL}}"
+    )
+    refs = ["--reweight.references", "2", "--reweight.objectives", other, "--reweight.baseline", "n"]
+    assert error_of(*REWEIGHT, *refs).startswith(
+        "objmm: error: reweight.objectives.d: with reweight.references > 1 its expert must be reweight.expert "
+        "(runs/pets_tiny/dataset)"
+    )
+
+
 @pytest.mark.slow
 def test_reweight_cells_on_ray_give_the_same_table(in_tmp, objmm_in, pets_tiny):
     pytest.importorskip("ray")

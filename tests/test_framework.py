@@ -163,6 +163,11 @@ def test_a_results_file_made_before_a_setting_existed_goes_on_at_that_setting_s_
         settings = {"cem": CEMConfig(horizon=3, cuda_graph=graph), "stack": 2}
         table = ResultsFile(path, settings, field="cells", key="name")
         assert list(table.pieces) == ["a"]
+    # reweight's grid made before `references`: one reference, as then; several are other results
+    settings = {"cem": CEMConfig(horizon=3), "stack": 2}
+    assert list(ResultsFile(path, {**settings, "references": 1}, field="cells", key="name").pieces) == ["a"]
+    with pytest.raises(ObjmmError, match="was made with other settings"):
+        ResultsFile(path, {**settings, "references": 2}, field="cells", key="name")
 
 
 def test_an_attempt_killed_midway_counts_in_the_next_attempts_wall_time(tmp_path):

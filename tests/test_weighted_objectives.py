@@ -45,6 +45,21 @@ def expert_like(path: Path) -> Path:
     return path
 
 
+def test_distance_weighted_takes_its_reference_from_the_trajectory_it_is_told(tmp_path):
+    """`first_trajectory`: the reference is that trajectory of the expert (objmm reweight's sets drawn
+    near several of them), and one the expert does not hold is one line."""
+    from objmm.errors import ObjmmError
+    from objmm.objectives import build_objective
+
+    expert = str(expert_like(tmp_path / "expert"))
+    second = DistanceWeighted(expert=expert, first_trajectory=1)
+    second.bind(TASK, {})
+    assert second.reference[:, 0].tolist() == [1.0, 1.0, 1.0]  # the second trajectory's x, not the first's
+    assert build_objective(second.spec()).first_trajectory == 1  # a saved model's objective keeps it
+    with pytest.raises(ObjmmError, match="holds 2 trajectories, fewer than the 3 needed"):
+        DistanceWeighted(expert=expert, first_trajectory=2).bind(TASK, {})
+
+
 def test_distance_weighted_nll_equals_the_hand_computed_value(tmp_path, device):
     objective = DistanceWeighted(expert=str(expert_like(tmp_path / "expert")), c=2.0)
     objective.bind(TASK, {})

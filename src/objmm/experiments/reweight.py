@@ -19,10 +19,16 @@ and its interval comes from a bootstrap that resamples the sets (the clusters) a
 (`objmm.stats.paired_difference`). Each weighted objective's effective sample size (Kish's, over the
 rows trained on) says whether its weights vary at all in that cell.
 
+With `references` R > 1 the cell's sets are drawn near R of the expert's trajectories, set d near
+trajectory d mod R, and a distance re-weighted objective weighs each set by the trajectory it was
+drawn near; the interval then resamples the references (with their sets and pairs), not only the
+sets around one reference, whose choice the interval with R = 1 holds fixed.
+
 `reweight.json` in `out` holds each finished cell, rewritten atomically after each one: a killed
-run goes on from the cells it has. The pool's d* are kept in `pool_distances.pt`. At the end
-`fig8.png`: one heatmap of mean reward per objective, and each objective minus the baseline. With
-`ray.address` set, cells go to a Ray cluster's workers.
+run goes on from the cells it has. The pool's d* are kept in `pool_distances.pt` (and
+`pool_distances_R.pt` for the reference R > 0). At the end `fig8.png`: one heatmap of mean reward
+per objective, and each objective minus the baseline. With `ray.address` set, cells go to a Ray
+cluster's workers.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,7 +66,8 @@ class ReweightSettings:
     """The `reweight:` section.
 
     Args:
-        expert: an expert dataset; its first trajectory is the reference d* is measured to.
+        expert: an expert dataset; its first trajectory is the reference d* is measured to (its
+            first `references`, with several).
         sizes: training-set sizes S (the paper: a log-grid over [10, 2500]).
         bounds: distance bounds eps (the paper: a log-grid over [0.28, 15.66]).
         pool: uniform tuples the sets are drawn from (the paper: 25e6).
@@ -69,6 +77,8 @@ class ReweightSettings:
         train_steps: if set, a fixed number of gradient steps for every S instead of `epochs` (the
             first version of this experiment: 2000).
         datasets: sets drawn per cell (the paper's other version: 5).
+        references: expert trajectories the sets are drawn near, set d near trajectory d mod
+            `references` (at most `datasets`); above 1 the interval resamples them (the paper: 1).
         models: models per objective and set, each from its own initial weights (the same for every
             objective): the spread between models is most of a cell's noise.
         episodes: real MPC episodes per model (the paper: 100).
@@ -87,6 +97,7 @@ class ReweightSettings:
     epochs: int = 100
     train_steps: int | None = None
     datasets: int = 1
+    references: int = 1
     models: int = 1
     episodes: int = 5
     episode_steps: int | None = None
@@ -101,6 +112,7 @@ class ReweightSettings:
             epochs=self.epochs,
             train_steps=self.train_steps,
             datasets=self.datasets,
+            references=self.references,
             models=self.models,
             episodes=self.episodes,
             episode_steps=self.episode_steps,
@@ -111,6 +123,11 @@ class ReweightSettings:
             raise ObjmmError(f"reweight.sizes must be training-set sizes of at least 2, got {self.sizes}")
         if not self.bounds or min(self.bounds) <= 0:
             raise ObjmmError(f"reweight.bounds must be positive distances, got {self.bounds}")
+        if self.references > self.datasets:
+            raise ObjmmError(
+                f"reweight.references ({self.references}) must not exceed reweight.datasets ({self.datasets}): "
+                "each reference needs a set drawn near it"
+            )
         if self.baseline not in self.objectives:
             raise ObjmmError(
                 f"reweight.baseline {self.baseline!r} is not one of reweight.objectives ({', '.join(self.objectives)})"
@@ -161,11 +178,12 @@ def evaluate_cell(
         flush=True,
     )
     keys = [(d, i) for d in range(len(datasets)) for i in range(s.models)]  # one pair of models per key
+    references = [d % s.references for d, _ in keys]  # the trajectory each key's set was drawn near
     modules = {
         name: [
             fit_model(
                 hparams,
-                spec,
+                near_reference(spec, d % s.references),
                 datasets[d],
                 s,
                 batch_size,
@@ -191,14 +209,31 @@ def evaluate_cell(
             "model_means": r.mean(axis=1).tolist(),
             "rewards": r.tolist(),
             "dataset": [d for d, _ in keys],
+            "reference": references,
             "effective_fraction": None if effective[0] is None else float(np.mean(effective)),
         }
     baseline = np.array(out[s.baseline]["model_means"])
+    # the resampled unit: the sets (each with its pairs) around one reference, or the references
+    # (each with its sets and pairs) where there are several
+    clusters = references if s.references > 1 else [d for d, _ in keys]
     for name in s.objectives:
         if name != s.baseline:
-            diff = paired_difference(out[name]["model_means"], baseline, [d for d, _ in keys], seed=seed)
+            diff = paired_difference(out[name]["model_means"], baseline, clusters, seed=seed)
             out[name]["minus_baseline"] = asdict(diff)
     return out
+
+
+def near_reference(spec: dict, reference: int) -> dict:
+    """An objective's spec for a set drawn near the expert's trajectory `reference`: a distance
+    re-weighted objective with an expert weighs by that trajectory; any other objective is unchanged."""
+    if reference == 0 or not is_distance_weighted_with_expert(spec):
+        return spec
+    return {**spec, "init_args": {**spec.get("init_args", {}), "first_trajectory": reference}}
+
+
+def is_distance_weighted_with_expert(spec: dict) -> bool:
+    objective = build_objective(spec)
+    return isinstance(objective, DistanceWeighted) and objective.expert is not None
 
 
 class ReweightRun(ExperimentRun):
@@ -223,6 +258,7 @@ class ReweightRun(ExperimentRun):
             "epochs": s.epochs,
             "train_steps": s.train_steps,
             "datasets": s.datasets,
+            "references": s.references,
             "models": s.models,
             "episodes": s.episodes,
             "episode_steps": s.episode_steps,
@@ -240,14 +276,28 @@ class ReweightRun(ExperimentRun):
                     f"reweight.objectives.{name}: DistanceWeighted needs an expert here (the cells' sets are "
                     "one-step rows, with no episodes to re-weight online by)"
                 )
-        self.trajectory = expert_trajectory(self.settings.expert, self.env["id"], "reweight.expert")
+            if isinstance(objective, DistanceWeighted) and self.settings.references > 1:
+                if Path(objective.expert).resolve() != Path(self.settings.expert).resolve():
+                    raise ObjmmError(
+                        f"reweight.objectives.{name}: with reweight.references > 1 its expert must be "
+                        f"reweight.expert ({self.settings.expert}): each set is weighted by the trajectory it was "
+                        "drawn near"
+                    )
+        self.trajectories = [
+            expert_trajectory(self.settings.expert, self.env["id"], "reweight.expert", index=r)
+            for r in range(self.settings.references)
+        ]
         self.table = ResultsFile(self.out / TABLE, self.plain_settings(), "cells", "name", "reweight.out", by_key=True)
 
     def run(self) -> dict:
         s, table = self.settings, self.table
-        reference = torch.cat([self.trajectory.data["obs"], self.trajectory.data["action"]], dim=-1)
         pool = UniformPool(self.env["id"], s.pool, seed=derive_seed(self.seed, "pool"))
-        distances = pool.cached_distances(self.out / DISTANCES, reference, {"expert": s.expert}, self.device)
+        distances = []  # d* of the pool to each reference, kept (the first as before references existed)
+        for r, trajectory in enumerate(self.trajectories):
+            reference = torch.cat([trajectory.data["obs"], trajectory.data["action"]], dim=-1)
+            path = self.out / (DISTANCES if r == 0 else f"pool_distances_{r}.pt")
+            key = {"expert": s.expert, **({"trajectory": r} if r else {})}
+            distances.append(pool.cached_distances(path, reference, key, self.device))
         cells = [
             {"name": cell_name(size, bound), "size": size, "bound": bound}
             for bound in s.bounds
@@ -285,7 +335,7 @@ class ReweightRun(ExperimentRun):
             sets = [
                 near_reference_dataset(
                     pool,
-                    distances,
+                    distances[d % s.references],
                     cell["size"],
                     cell["bound"],
                     seed=derive_seed(self.seed, "set", d) if d else self.seed,

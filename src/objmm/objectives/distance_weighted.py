@@ -55,6 +55,7 @@ class DistanceWeighted(WeightedObjective):
         loss: Loss = "nll",
         kernel: Literal["exp", "linear"] = "exp",
         normalise: bool = True,
+        first_trajectory: int = 0,
     ):
         """
         Args:
@@ -71,16 +72,20 @@ class DistanceWeighted(WeightedObjective):
             kernel: `exp` (c exp(-d*), Eq. 2) or `linear` (c (1 - d*/d_edge): 1 on the reference, 0 at
                 the farthest row trained on).
             normalise: divide the weights by their mean over the rows trained on.
+            first_trajectory: the expert's trajectory the reference starts at (its `trajectories`
+                trajectories from there on): `objmm reweight` with several references weighs each set
+                by the trajectory it was drawn near.
         """
         super().__init__(loss, normalise)
-        if trajectories < 1 or not c > 0 or not 0 <= floor <= c:
+        if trajectories < 1 or not c > 0 or not 0 <= floor <= c or first_trajectory < 0:
             raise ObjmmError(
-                f"DistanceWeighted needs trajectories >= 1, c > 0 and 0 <= floor <= c, got {trajectories}, {c}, {floor}"
+                "DistanceWeighted needs trajectories >= 1, c > 0, 0 <= floor <= c and first_trajectory >= 0, "
+                f"got {trajectories}, {c}, {floor}, {first_trajectory}"
             )
         if kernel not in ("exp", "linear"):
             raise ObjmmError(f"DistanceWeighted.kernel must be 'exp' or 'linear', got {kernel!r}")
         self.expert, self.trajectories, self.c, self.scale = expert, trajectories, c, scale
-        self.floor, self.kernel = floor, kernel
+        self.floor, self.kernel, self.first_trajectory = floor, kernel, first_trajectory
         self.name = f"distance_weighted_{loss}"
         #: linear: the d* that weighs 0, the largest among the rows of the last fit
         self.edge: float | None = None
@@ -93,7 +98,7 @@ class DistanceWeighted(WeightedObjective):
     def __repr__(self) -> str:
         return (
             f"DistanceWeighted(expert={self.expert!r}, trajectories={self.trajectories}, loss={self.loss!r}, "
-            f"kernel={self.kernel!r})"
+            f"kernel={self.kernel!r}, first_trajectory={self.first_trajectory})"
         )
 
     def bind(self, task: Task, env_kwargs: dict) -> None:
@@ -106,9 +111,10 @@ class DistanceWeighted(WeightedObjective):
         if self.expert is None:
             return
         online = ", or leave expert out to re-weight online"
-        expert, _ = load_expert(self.expert, task.env_id, self.trajectories, "DistanceWeighted.expert", online)
+        first, end = self.first_trajectory, self.first_trajectory + self.trajectories
+        expert, _ = load_expert(self.expert, task.env_id, end, "DistanceWeighted.expert", online)
         trajectories, rewards = trajectory_rewards(expert, task, env_kwargs)
-        self.set_reference(expert, trajectories[: self.trajectories], rewards[: self.trajectories])
+        self.set_reference(expert, trajectories[first:end], rewards[first:end])
 
     def set_reference(self, dataset: TransitionDataset, trajectories: list[torch.Tensor], rewards) -> None:
         rows = torch.cat(trajectories)

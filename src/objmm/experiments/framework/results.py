@@ -19,7 +19,7 @@ from objmm.experiments.framework.config import names_setting, plain, what_settin
 
 #: settings added to objmm after results files were written, each with the value that does what objmm
 #: did before it: a file that lacks one was made with that value, and goes on
-ADDED_SETTINGS = {"cem.precision": "float32", "cem.compile": False, "trials": None}
+ADDED_SETTINGS = {"cem.precision": "float32", "cem.compile": False, "trials": None, "references": 1}
 
 
 def same_settings(saved, now, may_grow: tuple[str, ...] = ()) -> bool:
