@@ -226,14 +226,12 @@ def evaluate_cell(
 def near_reference(spec: dict, reference: int) -> dict:
     """An objective's spec for a set drawn near the expert's trajectory `reference`: a distance
     re-weighted objective with an expert weighs by that trajectory; any other objective is unchanged."""
-    if reference == 0 or not is_distance_weighted_with_expert(spec):
+    if reference == 0:
+        return spec
+    objective = build_objective(spec)
+    if not (isinstance(objective, DistanceWeighted) and objective.expert is not None):
         return spec
     return {**spec, "init_args": {**spec.get("init_args", {}), "first_trajectory": reference}}
-
-
-def is_distance_weighted_with_expert(spec: dict) -> bool:
-    objective = build_objective(spec)
-    return isinstance(objective, DistanceWeighted) and objective.expert is not None
 
 
 class ReweightRun(ExperimentRun):
