@@ -102,6 +102,15 @@ def timed_pair(fn_a, fn_b, repeats: int, device: str) -> tuple[float, float]:
     return statistics.median(times[0]), statistics.median(times[1])
 
 
+def table1(env: str, width: int | None = None, **cem) -> tuple[str, CEMConfig, int, int]:
+    """Table 1's planning step for `env` (cartpole, halfcheetah): its env id, planner (with `cem`'s
+    changes), network width (unless `width`) and depth."""
+    if env == "cartpole":
+        return ENV_ID, CEMConfig(horizon=25, population=400, elites=40, iterations=5, **cem), width or 500, 2
+    cfg = CEMConfig(horizon=30, population=500, elites=50, iterations=5, **cem)
+    return "objmm/PETSHalfCheetah-v0", cfg, width or 200, 4
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1, help="parallel episodes planned in one call")
@@ -119,21 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     cartpole = args.env == "cartpole"
-    env_id = ENV_ID if cartpole else "objmm/PETSHalfCheetah-v0"
     # the eager step (the captured one is timed beside it on CUDA, below)
-    eager = {"cuda_graph": False, "precision": args.precision}
-    if cartpole:
-        cfg, width, depth = (
-            CEMConfig(horizon=25, population=400, elites=40, iterations=5, **eager),
-            args.width or 500,
-            2,
-        )
-    else:
-        cfg, width, depth = (
-            CEMConfig(horizon=30, population=500, elites=50, iterations=5, **eager),
-            args.width or 200,
-            4,
-        )
+    env_id, cfg, width, depth = table1(args.env, args.width, cuda_graph=False, precision=args.precision)
     model = DynamicsModel(env_id, members=5, width=width, depth=depth).to(args.device).eval()
     obs = torch.randn(args.episodes, model.task.obs_dim, device=args.device) * 0.1
 

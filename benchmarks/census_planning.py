@@ -24,13 +24,14 @@ import json
 from collections import defaultdict
 
 import torch
+from bench_planning import table1  # Table 1's planning steps, as bench_planning times them
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel, StackedDynamics
-from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
+from objmm.planning import CEMPlanner, ModelEnv
 from objmm.planning.cem import PRECISIONS, rollout_precision
 
 MATMULS = {"mm", "bmm", "addmm", "baddbmm", "addbmm", "matmul", "linear"}
@@ -123,21 +124,19 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    cartpole = args.env == "cartpole"
-    env_id = "objmm/PETSCartpole-v0" if cartpole else "objmm/PETSHalfCheetah-v0"
-    cfg = (
-        CEMConfig(horizon=25, population=400, elites=40, iterations=5, cuda_graph=False)
-        if cartpole
-        else CEMConfig(horizon=30, population=500, elites=50, iterations=5, cuda_graph=False)
-    )
-    width, depth = (args.width or 500, 2) if cartpole else (args.width or 200, 4)
+    env_id, cfg, width, depth = table1(args.env, args.width, cuda_graph=False)
     models = [DynamicsModel(env_id, members=5, width=width, depth=depth).eval() for _ in range(args.stack)]
     stacked = models[0] if args.stack == 1 else StackedDynamics(models)
     stacked.cpu_rows_per_pass = 1 << 40  # the GPU's path: every row in one pass (a CPU splits them)
-    dynamics = stacked.predict_next
-    planner = CEMPlanner(ModelEnv(models[0].task, dynamics, models[0].task.reward(), "cpu"), cfg)
-    planner.seed_noise(list(range(args.stack)), blocks=args.stack)
-    obs = torch.randn(args.stack * args.episodes, models[0].task.obs_dim) * 0.1
+    task = models[0].task
+
+    def planner_on(where: torch.device | str) -> CEMPlanner:  # one noise stream a model, as stacked PETS runs
+        planner = CEMPlanner(ModelEnv(task, stacked.predict_next, task.reward(), where), cfg)
+        planner.seed_noise(list(range(args.stack)), blocks=args.stack)
+        return planner
+
+    planner = planner_on("cpu")
+    obs = torch.randn(args.stack * args.episodes, task.obs_dim) * 0.1
     mean = ((planner.low + planner.high) / 2).expand(obs.shape[0], cfg.horizon, -1).clone()
     census = Census()
     with torch.no_grad(), census:
@@ -146,8 +145,7 @@ def main() -> None:
     if args.profile:
         cfg.precision = args.precision
         stacked.to(device)
-        planner = CEMPlanner(ModelEnv(models[0].task, dynamics, models[0].task.reward(), device), cfg)
-        planner.seed_noise(list(range(args.stack)), blocks=args.stack)
+        planner = planner_on(device)
         obs, mean = obs.to(device), mean.to(device)
         with torch.no_grad(), rollout_precision(args.precision, device):
             measured = profiled_ms(lambda: planner.step(obs, mean, None), device, args.profile)
