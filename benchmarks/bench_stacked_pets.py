@@ -63,8 +63,9 @@ def rates(state: dict, episode_steps: int) -> dict:
     (after the first, which captures the CUDA graph), the first step's extra seconds (a trial's
     fixed cost), the episode's seconds a step besides (the env, the records: `episode_step_s`, which
     the projection takes with the first step's extra left out), seconds per optimiser step of a fit
-    (its steady rate), a fit's fixed seconds and the rest of a trial; and the rows the run started
-    from (its `data.train`)."""
+    (its steady rate), a fit's fixed seconds, the rest of a trial and the run's own save of its trial
+    (`save_s`; a stack saves its K runs one after another); and the rows the run started from (its
+    `data.train`)."""
     history = state["history"]
     planning_step = float(np.mean([h["seconds/planning"] / max(episode_steps - 1, 1) for h in history]))
     first_extra = max(float(np.mean([h["seconds/planning_first"] for h in history])) - planning_step, 0.0)
@@ -77,13 +78,16 @@ def rates(state: dict, episode_steps: int) -> dict:
         "fit_step_s": float(np.mean([h["seconds/fit_step"] for h in history])),
         "fit_fixed_s": max(float(np.mean([h["seconds/fit_fixed"] for h in history])), 0.0),  # noise can make it < 0
         "trial_rest_s": float(np.mean([h["seconds/training"] - h["seconds/fit"] for h in history])),
+        "save_s": float(np.mean([h.get("seconds/save", 0.0) for h in history])),
     }
 
 
 def sweep_hours(c: dict, stack: int, r: dict, runs: int | None = None, trials: int | None = None) -> float:
     """The whole sweep of config `c` (or `runs` runs of `trials` trials) at these rates, in stacks of
     `stack`: full training fits a new model on all the rows so far every trial, incremental training
-    `incremental_epochs` more epochs after the first trial's."""
+    `incremental_epochs` more epochs after the first trial's. Every run saves each of its trials
+    itself (`save_s`; in a stack, one run after another). Not counted: a stacked run's learning
+    curve, drawn once at its end (~0.2 s a run)."""
     pets = PETSSettings(**{k: v for k, v in c["pets"].items() if k != "cem"})
     runs = runs or len(c.get("sweep", {}).get("seeds", [0]))
     batch, fraction, epochs = c["data"]["batch_size"], c["data"]["train_fraction"], c["trainer"]["max_epochs"]
@@ -95,7 +99,8 @@ def sweep_hours(c: dict, stack: int, r: dict, runs: int | None = None, trials: i
         fit_steps = trial_epochs * math.ceil(fraction * rows / batch)
         seconds += r["trial_rest_s"] + r["fit_fixed_s"] + fit_steps * r["fit_step_s"]
         seconds += r["planning_first_extra_s"] + length * r["episode_step_s"]
-    return math.ceil(runs / stack) * seconds / 3600
+    saves = runs * (trials or pets.trials) * r["save_s"]
+    return (math.ceil(runs / stack) * seconds + saves) / 3600
 
 
 def main() -> None:
@@ -124,16 +129,17 @@ def main() -> None:
     print(
         "| runs S | stacked (s) | time / one run's | S runs one after another (s, S x one) | speed-up | "
         "planning step (ms) | episode step (ms) | first step's extra (s) | optimiser step (ms) | "
-        "projected sweep in stacks of S (h) |"
+        "a run's save of its trial (ms) | projected sweep in stacks of S (h) |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rows = []
     for s in stacks:
         r = measured[s][1]
         hours = sweep_hours(config, s, r, args.project_runs, args.project_trials)
         print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x | "
               f"{r['planning_step_s'] * 1e3:.1f} | {r['episode_step_s'] * 1e3:.1f} | "
-              f"{r['planning_first_extra_s']:.2f} | {r['fit_step_s'] * 1e3:.2f} | {hours:.2f} |")  # fmt: skip
+              f"{r['planning_first_extra_s']:.2f} | {r['fit_step_s'] * 1e3:.2f} | {r['save_s'] * 1e3:.0f} | "
+              f"{hours:.2f} |")  # fmt: skip
         rows.append({"runs": s, "seconds": round(seconds[s], 2), "over_one": round(seconds[s] / one, 3),
                      **{k: round(v, 6) for k, v in r.items()}, "sweep_hours_projected": round(hours, 3)})  # fmt: skip
     projected = {"runs": args.project_runs, "trials": args.project_trials}

@@ -101,6 +101,7 @@ def test_stacked_runs_equal_the_runs_alone_and_log_each_to_its_own_wandb_run(alo
     for run in ("D_s0", "PE_s1"):
         state = json.loads((in_tmp / "stacked" / run / "state.json").read_text())
         assert state["wandb_trials"] == 3
+        assert (in_tmp / "stacked" / run / "pets_curve.png").stat().st_size > 10_000  # drawn once, at the end
         (part,) = Path("runs/wandb").glob(f"offline-run-*-{wandb_run_id('pets', f'stacked/{run}')}")
         log = next(part.glob("run-*.wandb")).read_bytes()
         assert b"reward/mean" in log and b"pets_curve" in log and run.encode() in log
@@ -125,3 +126,14 @@ def test_a_stack_whose_runs_a_kill_left_apart_catches_up_and_goes_on(alone, in_t
 
 def test_a_stack_of_less_than_one_run_is_refused(in_tmp, error_of):
     assert error_of(*SWEEP, "--sweep.stack", "0") == "objmm: error: sweep.stack must be at least 1, got 0"
+
+
+def test_a_stack_s_runs_record_one_episode_time_and_each_its_own_save(alone, in_tmp):
+    """The K runs of a stack share one episode: its seconds are the same for each run, not growing by
+    the saves of the runs closed before it; each run's own save is `seconds/save`."""
+    main([*SWEEP, "--pets.trials", "2", "--sweep.stack", "2", "--sweep.out", "stacked"])
+    states = {run: json.loads((in_tmp / "stacked" / run / "state.json").read_text()) for run in ("PE_s0", "PE_s1")}
+    for first, second in zip(states["PE_s0"]["history"], states["PE_s1"]["history"], strict=True):
+        for key in ("seconds/episode", "seconds/planning", "seconds", "seconds/training"):
+            assert first[key] == second[key], key
+        assert 0 < first["seconds/save"] and 0 < second["seconds/save"]

@@ -111,7 +111,7 @@ def test_the_stacked_runs_projection_counts_the_first_step_s_extra_once_a_trial(
 
     history = [
         {"seconds/planning": 0.49, "seconds/planning_first": 2.01, "seconds/episode": 2.75, "seconds/fit_step": 0.002,
-         "seconds/fit_fixed": 0.1, "seconds/training": 1.0, "seconds/fit": 0.8},
+         "seconds/fit_fixed": 0.1, "seconds/training": 1.0, "seconds/fit": 0.8, "seconds/save": 0.05},
     ] * 2  # fmt: skip
     r = bench.rates({"history": history, "initial_rows": 200}, episode_steps=50)
     assert r["planning_step_s"] == 0.49 / 49  # the steady planner step: 10 ms
@@ -123,6 +123,9 @@ def test_the_stacked_runs_projection_counts_the_first_step_s_extra_once_a_trial(
         "trainer": {"max_epochs": 1},
         "pets": {"trials": 1, "training": "full"},
     }
-    # one run of one 200-step trial: 0.2 s rest + 0.1 s fit fixed + 6 steps x 2 ms + 2 s + 200 x 15 ms
-    expected = (0.2 + 0.1 + 6 * 0.002 + 2.0 + 200 * 0.015) / 3600
+    # one run of one 200-step trial: 0.2 s rest + 0.1 s fit fixed + 6 steps x 2 ms + 2 s + 200 x 15 ms + its save
+    expected = (0.2 + 0.1 + 6 * 0.002 + 2.0 + 200 * 0.015 + 0.05) / 3600
     assert abs(bench.sweep_hours(config, 1, r, runs=1) - expected) < 1e-12
+    # 3 runs in stacks of 2: two stacks' trials, and each run's save one after another
+    stacked = (2 * (0.2 + 0.1 + 6 * 0.002 + 2.0 + 200 * 0.015) + 3 * 0.05) / 3600
+    assert abs(bench.sweep_hours(config, 2, r, runs=3) - stacked) < 1e-12

@@ -19,6 +19,7 @@ import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -98,6 +99,9 @@ class PETSRun(ExperimentRun):
         self.module: DynamicsModule | None = None
         #: the metric the progress lines and the figure show: NLL for probabilistic models, else MSE
         self.loss = "nll" if self.template.model.probabilistic else "mse"
+        #: draw pets_curve.png at every trial's save (a stack of K runs draws each run's at its end:
+        #: K figures a trial, ~0.2 s each, would be the stack's serial cost)
+        self.curve_each_trial = True
 
     def interrupted(self, command: str) -> str:
         return f"resume with: objmm pets --resume {self.run_dir}"
@@ -214,7 +218,7 @@ class PETSRun(ExperimentRun):
         self.measure(metrics, self.fit(datamodule, epochs, trial, metrics), datamodule)
         planned = time.perf_counter()
         reward, rows = self.episode(trial, metrics)
-        self.close_trial(metrics, reward, rows, len(datamodule.train_set), start, planned)
+        self.close_trial(metrics, reward, rows, len(datamodule.train_set), (start, planned, time.perf_counter()))
 
     def open_trial(self, trial: int) -> tuple[dict, int]:
         """The trial's first metrics (the last model on the data it has not seen) and its model: a new
@@ -239,12 +243,14 @@ class PETSRun(ExperimentRun):
             metrics.update(self.metrics(name, rows))
 
     def close_trial(
-        self, metrics: dict, reward: float, rows: TransitionDataset, train_rows: int, start: float, planned: float
+        self, metrics: dict, reward: float, rows: TransitionDataset, train_rows: int, times: tuple[float, float, float]
     ) -> None:
-        """The episode's rows join the dataset; the trial is saved (`save_trial`) and printed."""
+        """The episode's rows join the dataset; the trial is saved (`save_trial`) and printed. `times`:
+        when the trial started, its episode started and its episode ended (in a stack, the K runs'
+        shared episode: its time must not count the saves of the runs closed before this one)."""
+        start, planned, done = times
         trained_rows = len(self.dataset)
         self.newest, self.dataset = rows, self.dataset.concat(rows)
-        done = time.perf_counter()
         metrics.update({"reward/mean": reward, "rows": len(self.dataset), "seconds": done - start})
         metrics.update({"seconds/training": planned - start, "seconds/episode": done - planned})
         self.save_trial(self.dataset, self.state, metrics, trained_rows, train_rows)
@@ -263,8 +269,11 @@ class PETSRun(ExperimentRun):
         return TransitionDataset(dataset.data[last], dict(dataset.metadata))
 
     def save_trial(self, dataset: TransitionDataset, state: dict, metrics: dict, trained_rows: int, train_rows: int):
-        """Dataset, the trial's own model file, then state: a kill between them leaves state at the
-        previous trial, whose model keeps its own file; resume cuts the dataset back to `dataset_rows`."""
+        """Dataset, the trial's own model file, the learning curve (unless `curve_each_trial` is off),
+        then state: a kill between them leaves state at the previous trial, whose model keeps its own
+        file; resume cuts the dataset back to `dataset_rows` and draws the curve again. The seconds
+        this took, all but state.json itself, go into `metrics` as `seconds/save`."""
+        start = time.perf_counter()
         trial = metrics["trial"]
         dataset.save(self.run_dir / "dataset")
         save_model(
@@ -273,8 +282,20 @@ class PETSRun(ExperimentRun):
         state["history"].append(metrics)
         state["finished_trials"] = trial + 1
         state["dataset_rows"] = len(dataset)
+        figure = self.draw_curve() if self.curve_each_trial else None
+        metrics["seconds/save"] = time.perf_counter() - start
         atomic.write_json(self.run_dir / STATE_FILE, state)
-        history, loss = state["history"], self.loss
+        if self.logger:
+            import wandb
+
+            x = dataset.data["obs"][:, 0].numpy()
+            self.logger.log_metrics(metrics, step=trial)
+            logged = {f"data/{self.task.obs_names[0]}": wandb.Histogram(x)}
+            self.logger.experiment.log(logged | ({"pets_curve": wandb.Image(str(figure))} if figure else {}))
+
+    def draw_curve(self) -> Path:
+        """`pets_curve.png` (and its PDF) from the trials in state.json's history."""
+        history, loss = self.state["history"], self.loss
         figure = trials_figure(
             [h["trial"] for h in history],
             [h["reward/mean"] for h in history],
@@ -282,15 +303,7 @@ class PETSRun(ExperimentRun):
             [h[f"train_data/{loss}"] for h in history],
             title=f"{self.task.name}: episode reward and model {loss.upper()} per trial",
         )
-        figure = save_figure_atomically(figure, self.run_dir / "pets_curve.png")
-        if self.logger:
-            import wandb
-
-            x = dataset.data["obs"][:, 0].numpy()
-            self.logger.log_metrics(metrics, step=trial)
-            self.logger.experiment.log(
-                {f"data/{self.task.obs_names[0]}": wandb.Histogram(x), "pets_curve": wandb.Image(str(figure))}
-            )
+        return save_figure_atomically(figure, self.run_dir / "pets_curve.png")
 
     def describe(self, m: dict) -> str:
         loss = self.loss

@@ -47,8 +47,9 @@ def stacked_trial(runs: Sequence[PETSRun], trial: int) -> None:
         run.measure(metrics, loss, datamodule)
     planned = time.perf_counter()
     found = episodes(runs, trial, [metrics for metrics, _ in opened])
+    times = (start, planned, time.perf_counter())  # the K runs' shared trial, before any of them saves
     for run, (metrics, _), (reward, rows), datamodule in zip(runs, opened, found, datamodules, strict=True):
-        run.close_trial(metrics, reward, rows, len(datamodule.train_set), start, planned)
+        run.close_trial(metrics, reward, rows, len(datamodule.train_set), times)
 
 
 def log_to_wandb(run: PETSRun, logger, first_unlogged: int) -> None:
@@ -73,6 +74,7 @@ def run_together(runs: Sequence[PETSRun]) -> None:
     loggers = [run.logger for run in runs]
     for run in runs:
         run.logger = None  # one W&B run per process: each run logs after the loop (log_to_wandb)
+        run.curve_each_trial = False  # each run's curve is drawn once, after the loop
         run.begin()
     # what each W&B run holds, kept in state.json from the first trial saved here on (a SIGKILL skips
     # the `finally` below: the next start logs from there); a run that never stacked logged as it went
@@ -86,6 +88,8 @@ def run_together(runs: Sequence[PETSRun]) -> None:
             stacked_trial(runs, trial)
     finally:
         for run, logger, first in zip(runs, loggers, unlogged, strict=True):
+            if run.state["history"]:
+                run.draw_curve()
             log_to_wandb(run, logger, first)
             run.logger = None  # its W&B run is finished: `end` must not open another
     for run in runs:
