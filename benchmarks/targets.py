@@ -36,9 +36,11 @@ def best(found: dict, eager: str, graph: str, compiled: str) -> float:
     return min(found[eager], found.get(graph, float("inf")), found.get(compiled, float("inf")))
 
 
-def stacked_ratio(found: dict, runs: int) -> float | None:
+def stacked_ratio(found: dict, runs: int, key: str = "over_one") -> float | None:
+    """S stacked runs' time over one run's: measured on the benchmark's short runs (`over_one`), or
+    projected at the config's whole runs (`whole_runs_over_one`, where the benchmark printed it)."""
     row = next((r for r in found["stacks"] if r["runs"] == runs), None)
-    return None if row is None else row["over_one"]
+    return None if row is None else row.get(key)
 
 
 def on_cuda(found: dict) -> bool:
@@ -76,6 +78,9 @@ TARGETS: list[tuple[str, str | tuple[str, ...], Callable[..., float | None], Cal
      lambda f: best(f, "objmm_ms", "graph_ms", "compiled_ms"), lambda x: x <= 10, "{:.1f} ms"),
     ("CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one", "bench_stacked_pets",
      lambda f: stacked_ratio(f, 16) if on_cuda(f) else None, lambda x: x <= 2, "{:.2f}x one run"),
+    ("CUDA, projected: S = 16 whole cartpole PETS runs (the config's 20 trials) in <= 2x the time of one",
+     "bench_stacked_pets", lambda f: stacked_ratio(f, 16, "whole_runs_over_one") if on_cuda(f) else None,
+     lambda x: x <= 2, "{:.2f}x one run"),
     ("CUDA: Lightning training within 1.3x of a plain loop (batch 32)", "bench_training",
      lambda f: f["steady_ratio_lightning_over_plain"] if on_cuda(f) else None,
      lambda x: x <= 1.3, "{:.2f}x the plain loop"),
