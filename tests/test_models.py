@@ -69,3 +69,33 @@ def test_d_de_p_pe_are_configs_of_one_model(members, probabilistic, device):
     prediction = model(torch.randn(3, 4, device=device), torch.randn(3, 1, device=device))
     assert prediction.mean.shape == (members, 3, 4)
     assert (prediction.logvar is not None) == probabilistic
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_cpu_layer_cuts_rows_to_keep_threads_busy_and_gives_the_same_outputs(two_threads, monkeypatch):
+    """5 members on 2 threads: the no-grad forward runs 10 half-row batches against the repeated
+    weights (`EnsembleLinear.forward`), equal to the one batched multiply, and follows a weight change."""
+    from objmm.models.ensemble import EnsembleLinear
+
+    layer, x, shared = EnsembleLinear(5, 30, 20), torch.randn(5, 64, 30), torch.randn(64, 30)
+    batches = []
+    baddbmm = torch.baddbmm
+    monkeypatch.setattr(torch, "baddbmm", lambda bias, a, w: batches.append(a.shape[0]) or baddbmm(bias, a, w))
+    with torch.no_grad():
+        for inputs in (x, shared):
+            expected = baddbmm(layer.bias, inputs.expand(5, -1, -1), layer.weight)
+            assert torch.equal(layer(inputs), expected)
+        layer.weight.mul_(2.0)  # an optimiser step or a load changes the weights in place
+        assert torch.equal(layer(x), baddbmm(layer.bias, x, layer.weight))
+        assert torch.equal(layer(x[:, :63]), baddbmm(layer.bias, x[:, :63], layer.weight))  # odd rows: one batch
+    assert batches == [10, 10, 10, 5]
+    with torch.enable_grad():  # training keeps the plain multiply (and its gradients)
+        layer(x).sum().backward()
+    assert batches[-1] == 5 and layer.weight.grad is not None

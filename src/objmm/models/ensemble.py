@@ -37,6 +37,7 @@ class EnsembleLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
+        self._repeated: tuple | None = None  # (key, weight, bias): `repeated_weights`
         self.reset_parameters()
 
     @torch.no_grad()
@@ -49,7 +50,31 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [E, B, in] -> [E, B, out]; x [B, in] is shared by every member (broadcast, no copy)."""
-        return ensemble_linear(x, self.weight, self.bias)
+        members, threads = self.weight.shape[0], torch.get_num_threads()
+        rows = x.shape[-2]
+        if x.device.type != "cpu" or torch.is_grad_enabled() or not members % threads or rows % threads:
+            return ensemble_linear(x, self.weight, self.bias)
+        # On a CPU, MKL's batched GEMM hands each thread whole members: 5 members on 2 threads leave
+        # one idle a fifth of the time, 1 member one idle all the time. Cutting each member's rows into
+        # `threads` parts against the weights repeated per part keeps every thread busy with the same
+        # products (docs/benchmarks.md: Table 1's steps about 0.9x on 2 cores, every action equal).
+        # The repeated weights are kept while the weights stay as they are (planning calls a model
+        # thousands of times a step).
+        weight, bias = self.repeated_weights(threads)
+        parts = (x if x.dim() == 3 else x.expand(members, *x.shape)).reshape(members * threads, rows // threads, -1)
+        return torch.baddbmm(bias, parts, weight).view(members, rows, -1)
+
+    def repeated_weights(self, times: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """weight and bias with each member repeated `times` times in a row, kept until either changes
+        (an optimiser step or a load bumps a tensor's version; a move makes a new tensor)."""
+        key = (times, self.weight.data_ptr(), self.weight._version, self.bias.data_ptr(), self.bias._version)
+        if self._repeated is None or self._repeated[0] != key:
+            with torch.no_grad():
+                self._repeated = (key, self.weight.repeat_interleave(times, 0), self.bias.repeat_interleave(times, 0))
+        return self._repeated[1], self._repeated[2]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_repeated": None}  # a copy or a pickle (a Ray task) makes its own
 
 
 class EnsembleMLP(nn.Module):
