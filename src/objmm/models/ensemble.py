@@ -52,12 +52,13 @@ class EnsembleLinear(nn.Module):
         """x [E, B, in] -> [E, B, out]; x [B, in] is shared by every member (broadcast, no copy)."""
         members, threads = self.weight.shape[0], torch.get_num_threads()
         rows = x.shape[-2]
-        if x.device.type != "cpu" or torch.is_grad_enabled() or not members % threads or rows % threads:
+        uneven = members > threads and members % threads  # (one member: MKL splits its one GEMM itself)
+        if x.device.type != "cpu" or torch.is_grad_enabled() or not uneven or rows % threads:
             return ensemble_linear(x, self.weight, self.bias)
         # On a CPU, MKL's batched GEMM hands each thread whole members: 5 members on 2 threads leave
-        # one idle a fifth of the time, 1 member one idle all the time. Cutting each member's rows into
-        # `threads` parts against the weights repeated per part keeps every thread busy with the same
-        # products (docs/benchmarks.md: Table 1's steps about 0.9x on 2 cores, every action equal).
+        # one idle a fifth of the time. Cutting each member's rows into `threads` parts against the
+        # weights repeated per part keeps every thread busy with the same products
+        # (docs/benchmarks.md: Table 1's steps about 0.9x on 2 cores, every action equal).
         # The repeated weights are kept while the weights stay as they are (planning calls a model
         # thousands of times a step).
         weight, bias = self.repeated_weights(threads)
