@@ -50,24 +50,28 @@ class EnsembleLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [E, B, in] -> [E, B, out]; x [B, in] is shared by every member (broadcast, no copy)."""
-        members, threads = self.weight.shape[0], torch.get_num_threads()
-        rows = x.shape[-2]
-        uneven = members > threads and members % threads  # (one member: MKL splits its one GEMM itself)
-        if x.device.type != "cpu" or torch.is_grad_enabled() or not uneven or rows % threads:
+        if x.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            return self.cpu_forward(x)
+        return ensemble_linear(x, self.weight, self.bias)
+
+    def cpu_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` without gradients on a CPU. MKL's batched GEMM hands each thread whole members:
+        5 members on 2 threads leave one idle a fifth of the time. So where there are more members
+        than threads and they do not divide among them, each member's rows are cut into one part a
+        thread, against the weights repeated per part: every thread busy with the same products
+        (docs/benchmarks.md: Table 1's steps about 0.9x on 2 cores, every action equal). One member is
+        left whole: MKL splits its one GEMM itself."""
+        members, threads, rows = self.weight.shape[0], torch.get_num_threads(), x.shape[-2]
+        if members <= threads or not members % threads or rows % threads:
             return ensemble_linear(x, self.weight, self.bias)
-        # On a CPU, MKL's batched GEMM hands each thread whole members: 5 members on 2 threads leave
-        # one idle a fifth of the time. Cutting each member's rows into `threads` parts against the
-        # weights repeated per part keeps every thread busy with the same products
-        # (docs/benchmarks.md: Table 1's steps about 0.9x on 2 cores, every action equal).
-        # The repeated weights are kept while the weights stay as they are (planning calls a model
-        # thousands of times a step).
         weight, bias = self.repeated_weights(threads)
         parts = (x if x.dim() == 3 else x.expand(members, *x.shape)).reshape(members * threads, rows // threads, -1)
         return torch.baddbmm(bias, parts, weight).view(members, rows, -1)
 
     def repeated_weights(self, times: int) -> tuple[torch.Tensor, torch.Tensor]:
         """weight and bias with each member repeated `times` times in a row, kept until either changes
-        (an optimiser step or a load bumps a tensor's version; a move makes a new tensor)."""
+        (an optimiser step or a load bumps a tensor's version; a move makes a new tensor): planning
+        calls a model thousands of times a step with the same weights."""
         key = (times, self.weight.data_ptr(), self.weight._version, self.bias.data_ptr(), self.bias._version)
         if self._repeated is None or self._repeated[0] != key:
             with torch.no_grad():
