@@ -1,9 +1,14 @@
 """Training throughput: objmm's LightningModule under `Trainer.fit` vs a plain-torch loop.
 
     python benchmarks/bench_training.py [--epochs 3] [--rounds 5] [--batch-size 32] [--width 200] [--device cpu]
+                                        [--stack K]
 
 Both train the same PE model (same initial weights) on the same [members, batch] bootstrap
 batches of the cartpole grid data, with the same loss and Adam; validation is off on both sides.
+`--stack K`: K such models trained as one, as stacked PETS runs train a trial's models
+(`fit_stacked`: each model its own bootstrap and Adam state, one batched step), against a plain loop
+of the same stacked step (`StackedDynamicsModule`'s loss and optimiser, no Trainer): Lightning's
+fixed cost a step, shared by K models.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.training import DynamicsModule, TransitionDataModule
 from objmm.training.datamodule import EnsembleBatches
+from objmm.training.stacked import StackedBatches, StackedDynamicsModule, fit_stacked
 from objmm.training.trainer import bare_trainer
 
 
@@ -54,6 +60,41 @@ def plain_epochs(module: DynamicsModule, batches: EnsembleBatches, epochs: int, 
     return seconds
 
 
+def plain_stacked_epochs(modules: list[DynamicsModule], data: list[TransitionDataModule], epochs: int, device: str):
+    """The stacked step of `fit_stacked`, in a plain loop: K models' [K, members, batch] batches
+    through `StackedDynamicsModule`'s loss and its optimiser."""
+    for module, d in zip(modules, data, strict=True):
+        module.model.fit_normaliser(d.train_set.data["obs"], d.train_set.data["action"])
+        module.objective.on_fit_start(d.train_set)
+    stacked = StackedDynamicsModule(modules).to(device)
+    optimizer = stacked.configure_optimizers()
+    batches = StackedBatches([d.train_batches(device) for d in data])
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for batch in batches:
+            loss = stacked(batch.to(device)).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    stacked.unstack()  # the trained models back into the K modules, as `fit_stacked` leaves them
+    return seconds
+
+
+def datamodules(k: int, batch_size: int, members: int = 5) -> list[TransitionDataModule]:
+    """K datamodules of the grid data's one split, each with its own bootstrap and shuffles (its `fit_index`)."""
+    found = []
+    for i in range(k):
+        data = TransitionDataModule(train="grid", batch_size=batch_size, ensemble_size=members)
+        data.setup()
+        data.fit_index = i
+        found.append(data)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -61,13 +102,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=200)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5, help="alternating Lightning / plain rounds")
+    parser.add_argument("--stack", type=int, default=1, help="models trained as one (1: a model alone)")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = TransitionDataModule(train="grid", batch_size=args.batch_size, ensemble_size=5)
     data.setup()
     initial = DynamicsModule(members=5, width=args.width)
-    rows = len(data.train_set) * args.epochs
-    steady_rows = len(data.train_set) * (args.epochs - 1)
+    rows = len(data.train_set) * args.epochs * args.stack  # every model's rows
+    steady_rows = len(data.train_set) * (args.epochs - 1) * args.stack
     rounds = []
     # a shared machine's speed drifts by tens of percent from one minute to the next, so the two
     # sides alternate, round after round, and each round's ratio is reported with the median
@@ -80,9 +122,15 @@ def main() -> None:
         batches = EnsembleBatches(data.train_set.data, 5, args.batch_size, True, seed=0, device=args.device)
         seconds = {}
         for side in ("lightning", "plain") if i % 2 == 0 else ("plain", "lightning"):  # neither always goes first
+            models = [copy.deepcopy(initial) for _ in range(args.stack)] if args.stack > 1 else []
+            data_k = datamodules(args.stack, args.batch_size) if args.stack > 1 else []
             start = time.perf_counter()
-            if side == "lightning":
+            if side == "lightning" and args.stack > 1:
+                fit_stacked(models, data_k, trainer)
+            elif side == "lightning":
                 trainer.fit(module, datamodule=data)
+            elif args.stack > 1:
+                plain_seconds = plain_stacked_epochs(models, data_k, args.epochs, args.device)
             else:
                 plain_seconds = plain_epochs(plain_module, batches, args.epochs, args.device)
             seconds[side] = time.perf_counter() - start
@@ -101,6 +149,7 @@ def main() -> None:
         )
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     header = {"device": args.device, "threads": torch.get_num_threads(), "batch_size": args.batch_size}
+    header["stack"] = args.stack
     print(json.dumps({**header, "width": args.width, "rows": rows, **median, "rounds": rounds}, indent=2))
 
 

@@ -54,21 +54,22 @@ device=${DEVICE:-cuda}
 if [ "$device" = cpu ]; then
   gpu=(--trainer.accelerator cpu)
   distance=(--rows 2500000) population=(--stacks 1 2 --episodes 1 --repeats 1) planning=(--repeats 2 --episodes 1)
-  stacked=(--stacks 1 2 --episode-steps 10) cheetah_steps=5
+  stacked=(--stacks 1 2 --episode-steps 10) cheetah_steps=5 training_stack=(--stack 2 --epochs 2)
   precision_sweep=(--sweep.seeds '[0, 1]' --sweep.stack 2 --pets.trials 2 --pets.episode_steps 20
     --trainer.max_epochs 2 --pets.cem.horizon 5 --pets.cem.population 32 --pets.cem.elites 4)
   precision=(--from-trial 2 --episodes 1 --episode-steps 20 --cem 5 32 4 2)
 else
   gpu=(--trainer.accelerator gpu)
   distance=(--rows 25000000) population=(--stacks 1 8 32 64 --episodes 10) planning=(--repeats 5 --episodes 10)
-  stacked=(--stacks 1 16 --episode-steps 50) cheetah_steps=30
+  stacked=(--stacks 1 16 --episode-steps 50) cheetah_steps=30 training_stack=(--stack 16)
   # 5 trials of Table 1's cartpole (CEM 25/400/40/5, 60 epochs a trial) swing up and balance
   # (tests/test_pets.py's slow test); the models of trials 3-5 are the ones that plan well
   precision_sweep=(--sweep.seeds '[0, 1, 2, 3]' --sweep.stack 4 --pets.trials 5)
   precision=(--from-trial 3 --episodes 2)
 fi
 core="torch tests bench_population bench_planning_$device bench_planning_cuda_1
-  bench_planning_cuda_cheetah bench_training bench_stacked_pets census_planning_1 census_planning_16
+  bench_planning_cuda_cheetah bench_training bench_training_stacked bench_stacked_pets census_planning_1
+  census_planning_16
   bench_stacked_pets_cheetah bench_planning_cuda_tf32
   bench_planning_cuda_1_tf32 bench_planning_cuda_cheetah_tf32 bench_population_tf32
   bench_stacked_pets_tf32"
@@ -106,9 +107,12 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 # beside mbrl-lib 0.2.0 where it is installed in .mbrl-lib (benchmarks/bench_mbrl_lib.py says how)
 [ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 2
+# the same with 16 models trained as one (as 16 stacked PETS runs train): Lightning's cost a step shared
+step bench_training_stacked 90 python benchmarks/bench_training.py --device "$device" --rounds 2 "${training_stack[@]}"
 step bench_stacked_pets 180 python benchmarks/bench_stacked_pets.py --device "$device" "${stacked[@]}" --trials 2 --epochs 5
 # where a step's device time goes, op by op, beside its bytes-and-kernels floor: one run's step (Table 1)
-# and 16 stacked runs' (whose step is 10x one run's, 15x its FLOP floor, and TF32 barely helps it)
+# and 16 stacked runs' (whose episode step measured 10x one run's with other runs' saves in it; the
+# planner's own step is measured by bench_stacked_pets now)
 [ "$device" = cpu ] || step census_planning_1 60 python benchmarks/census_planning.py --device cuda --profile 5 --measured-ms 11.5
 [ "$device" = cpu ] || step census_planning_16 60 python benchmarks/census_planning.py --device cuda --profile 3 --width 200 --stack 16 --measured-ms 105.5
 step bench_stacked_pets_cheetah 120 python benchmarks/bench_stacked_pets.py --device "$device" --config configs/pets-sweep/halfcheetah_population.yaml --stacks 1 --project-runs 1 --project-trials 100 --trials 2 --episode-steps "${cheetah_steps}" --epochs 2

@@ -25,6 +25,9 @@ def test_targets_read_each_step_s_last_json_and_take_the_best_of_eager_graph_and
     (steps / "bench_stacked_pets.log").write_text(
         json.dumps({"device": "cuda", "config": "cartpole_population.yaml", "stacks": stacks})
     )
+    (steps / "bench_training_stacked.log").write_text(
+        json.dumps({"device": "cuda", "stack": 16, "steady_ratio_lightning_over_plain": 1.04})
+    )
     population = {"device": "cuda", "device_name": "NVIDIA H200", "fig3_cartpole_hours_projected": 0.87}
     (steps / "bench_population.log").write_text(json.dumps(population))
     (steps / "bench_planning_cuda_1_tf32.log").write_text(json.dumps({"objmm_ms": 6.0, "graph_ms": 4.5}))
@@ -42,6 +45,9 @@ def test_targets_read_each_step_s_last_json_and_take_the_best_of_eager_graph_and
         in rows["CPU: Table 1 cartpole step >= 85% of the matmul floor (time / floor <= 1.18)"]
     )
     assert "2.50x one run | missed" in rows["CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one"]
+    stacked_training = "CUDA: the same with 16 models trained as one (stacked PETS runs' training)"
+    assert rows[stacked_training].endswith("| 1.04x the plain loop | met |")
+    assert "not measured (bench_training)" in rows["CUDA: Lightning training within 1.3x of a plain loop (batch 32)"]
     whole = "CUDA, projected: S = 16 whole cartpole PETS runs (the config's 20 trials) in <= 2x the time of one"
     assert rows[whole].endswith("| 1.40x one run | met |")  # the short runs' fixed costs left out
     fig3 = "CUDA, projected: cartpole Fig. 3 pipeline (50 PETS runs x 20 trials, then 1000 models x 10 episodes) <= 1 h"
@@ -131,3 +137,30 @@ def test_the_stacked_runs_projection_counts_the_first_step_s_extra_once_a_trial(
     # 3 runs in stacks of 2: two stacks' trials, and each run's save one after another
     stacked = (2 * (0.2 + 0.1 + 6 * 0.002 + 2.0 + 200 * 0.015) + 3 * 0.05) / 3600
     assert abs(bench.sweep_hours(config, 2, r, runs=3) - stacked) < 1e-12
+
+
+def test_the_stacked_training_benchmark_s_plain_loop_does_the_work_fit_stacked_does(monkeypatch):
+    """bench_training --stack: the plain side's models end where `fit_stacked`'s end, so the ratio of
+    their times is Lightning's cost alone."""
+    import copy
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_training as bench
+
+    from objmm.training import DynamicsModule
+    from objmm.training.stacked import fit_stacked
+    from objmm.training.trainer import bare_trainer
+
+    torch.manual_seed(0)
+    initial = DynamicsModule(members=2, width=16)
+    lightning, plain = [copy.deepcopy(initial) for _ in range(2)], [copy.deepcopy(initial) for _ in range(2)]
+    fit_stacked(lightning, bench.datamodules(2, 256, members=2), bare_trainer(2, "cpu"))
+    seconds = bench.plain_stacked_epochs(plain, bench.datamodules(2, 256, members=2), 2, "cpu")
+    assert len(seconds) == 2
+    for a, b in zip(lightning, plain, strict=True):
+        for (name, mine), theirs in zip(a.named_parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=name)
+    moved = (lightning[0].model.net.head.weight - initial.model.net.head.weight).abs().max()
+    assert moved > 1e-3 and not torch.equal(lightning[0].model.net.head.weight, lightning[1].model.net.head.weight)
