@@ -40,17 +40,14 @@ class EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def plain_epochs(module: DynamicsModule, batches: EnsembleBatches, epochs: int, device: str) -> list[float]:
-    model, objective = module.model.to(device), module.objective
-    optimizer = module.configure_optimizers()  # the same Adam: each layer's weights decayed as PETS does
+def timed_epochs(batches, loss_of, optimizer: torch.optim.Optimizer, epochs: int, device: str) -> list[float]:
+    """The seconds of each of `epochs` plain-torch epochs: a step is `loss_of(batch)`, backward and
+    the optimiser's step."""
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
         for batch in batches:
-            batch = batch.to(device)
-            prediction = model(batch["obs"], batch["action"])
-            target = model.targets(batch["obs"], batch["next_obs"])
-            loss = objective(prediction, target, batch).mean() + model.net.logvar_bound_penalty()
+            loss = loss_of(batch.to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -60,6 +57,18 @@ def plain_epochs(module: DynamicsModule, batches: EnsembleBatches, epochs: int, 
     return seconds
 
 
+def plain_epochs(module: DynamicsModule, batches: EnsembleBatches, epochs: int, device: str) -> list[float]:
+    model, objective = module.model.to(device), module.objective
+
+    def loss_of(batch):
+        prediction = model(batch["obs"], batch["action"])
+        target = model.targets(batch["obs"], batch["next_obs"])
+        return objective(prediction, target, batch).mean() + model.net.logvar_bound_penalty()
+
+    # the same Adam: each layer's weights decayed as PETS does
+    return timed_epochs(batches, loss_of, module.configure_optimizers(), epochs, device)
+
+
 def plain_stacked_epochs(modules: list[DynamicsModule], data: list[TransitionDataModule], epochs: int, device: str):
     """The stacked step of `fit_stacked`, in a plain loop: K models' [K, members, batch] batches
     through `StackedDynamicsModule`'s loss and its optimiser."""
@@ -67,19 +76,8 @@ def plain_stacked_epochs(modules: list[DynamicsModule], data: list[TransitionDat
         module.model.fit_normaliser(d.train_set.data["obs"], d.train_set.data["action"])
         module.objective.on_fit_start(d.train_set)
     stacked = StackedDynamicsModule(modules).to(device)
-    optimizer = stacked.configure_optimizers()
     batches = StackedBatches([d.train_batches(device) for d in data])
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for batch in batches:
-            loss = stacked(batch.to(device)).sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
+    seconds = timed_epochs(batches, lambda batch: stacked(batch).sum(), stacked.configure_optimizers(), epochs, device)
     stacked.unstack()  # the trained models back into the K modules, as `fit_stacked` leaves them
     return seconds
 
