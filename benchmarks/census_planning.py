@@ -127,7 +127,7 @@ def main() -> None:
     env_id, cfg, width, depth = table1(args.env, args.width, cuda_graph=False)
     models = [DynamicsModel(env_id, members=5, width=width, depth=depth).eval() for _ in range(args.stack)]
     stacked = models[0] if args.stack == 1 else StackedDynamics(models)
-    stacked.cpu_rows_per_thread = 1 << 40  # the GPU's path: every row in one pass (a CPU splits them)
+    stacked.cpu_rows_per_pass = 1 << 40  # the GPU's path: every row in one pass (a CPU splits them)
     task = models[0].task
 
     def planner_on(where: torch.device | str) -> CEMPlanner:  # one noise stream a model, as stacked PETS runs

@@ -21,8 +21,8 @@ from objmm.models.ensemble import EnsembleMLP
 
 
 class StackedDynamics(nn.Module):
-    #: rows of each model per pass and thread on a CPU: a model's own, and independent of K
-    cpu_rows_per_thread = DynamicsModel.cpu_rows_per_thread
+    #: rows of each model per pass on a CPU: a model's own, and independent of K
+    cpu_rows_per_pass = DynamicsModel.cpu_rows_per_pass
 
     def __init__(self, models: Sequence[DynamicsModel]):
         super().__init__()
@@ -59,7 +59,7 @@ class StackedDynamics(nn.Module):
         if obs.shape[0] % self.stack:
             raise ObjmmError(f"{obs.shape[0]} rows do not split into {self.stack} equal blocks, one per model")
         obs, action = obs.view(self.stack, -1, obs.shape[-1]), action.view(self.stack, -1, action.shape[-1])
-        rows = self.cpu_rows_per_thread * torch.get_num_threads()
+        rows = self.cpu_rows_per_pass
         if obs.device.type == "cpu" and obs.shape[1] > rows:
             chunks = zip(obs.split(rows, dim=1), action.split(rows, dim=1), strict=True)
             targets = torch.cat([self.mean_targets(o, a) for o, a in chunks], dim=1)
