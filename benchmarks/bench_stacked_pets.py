@@ -141,9 +141,8 @@ def main() -> None:
     for s in stacks:
         r = measured[s][1]
         hours = sweep_hours(config, s, r, args.project_runs, args.project_trials)
-        whole = (
-            sweep_hours(config, s, r, s, args.project_trials) / one_whole
-        )  # the config's trials, not the benchmark's
+        # S whole runs (the config's trials, not the benchmark's) over one whole run
+        whole = sweep_hours(config, s, r, s, args.project_trials) / one_whole
         print(f"| {s} | {seconds[s]:.1f} | {seconds[s] / one:.2f}x | {s * one:.1f} | {s * one / seconds[s]:.2f}x | "
               f"{r['planning_step_s'] * 1e3:.1f} | {r['episode_step_s'] * 1e3:.1f} | "
               f"{r['planning_first_extra_s']:.2f} | {r['fit_step_s'] * 1e3:.2f} | {r['save_s'] * 1e3:.0f} | "

@@ -128,7 +128,7 @@ def test_a_stack_of_less_than_one_run_is_refused(in_tmp, error_of):
     assert error_of(*SWEEP, "--sweep.stack", "0") == "objmm: error: sweep.stack must be at least 1, got 0"
 
 
-def test_a_stack_s_runs_record_one_episode_time_and_each_its_own_save(alone, in_tmp):
+def test_a_stack_s_runs_record_one_episode_time_and_each_its_own_save(in_tmp):
     """The K runs of a stack share one episode: its seconds are the same for each run, not growing by
     the saves of the runs closed before it; each run's own save is `seconds/save`."""
     main([*SWEEP, "--pets.trials", "2", "--sweep.stack", "2", "--sweep.out", "stacked"])
