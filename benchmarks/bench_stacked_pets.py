@@ -28,6 +28,7 @@ Fig. 3 pipeline (`targets.py` adds them).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import shutil
@@ -42,8 +43,13 @@ from objmm.cli import main as objmm
 from objmm.envs import get_task
 from objmm.experiments.pets import PETSSettings
 from objmm.planning.cem import PRECISIONS
+from objmm.training import TransitionDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the data module's own defaults, for the settings a config leaves out
+DATA_DEFAULTS = {
+    name: parameter.default for name, parameter in inspect.signature(TransitionDataModule).parameters.items()
+}
 
 
 def sweep_seconds(config: str, stack: int, args: argparse.Namespace, where: Path) -> tuple[float, dict]:
@@ -93,7 +99,8 @@ def sweep_hours(c: dict, stack: int, r: dict, runs: int | None = None, trials: i
     curve, drawn once at its end (~0.2 s a run)."""
     pets = PETSSettings(**{k: v for k, v in c["pets"].items() if k != "cem"})
     runs = runs or len(c.get("sweep", {}).get("seeds", [0]))
-    batch, fraction, epochs = c["data"]["batch_size"], c["data"]["train_fraction"], c["trainer"]["max_epochs"]
+    data = {**DATA_DEFAULTS, **c.get("data", {})}  # a config may leave the data module's defaults out
+    batch, fraction, epochs = data["batch_size"], data["train_fraction"], c["trainer"]["max_epochs"]
     length = pets.episode_steps or get_task(c["env"]["id"]).episode_steps
     seconds = 0.0
     for trial in range(trials or pets.trials):

@@ -137,6 +137,8 @@ def test_the_stacked_runs_projection_counts_the_first_step_s_extra_once_a_trial(
     # 3 runs in stacks of 2: two stacks' trials, and each run's save one after another
     stacked = (2 * (0.2 + 0.1 + 6 * 0.002 + 2.0 + 200 * 0.015) + 3 * 0.05) / 3600
     assert abs(bench.sweep_hours(config, 2, r, runs=3) - stacked) < 1e-12
+    config["data"] = {"batch_size": 32}  # train_fraction left to the data module's default (0.9)
+    assert abs(bench.sweep_hours(config, 1, r, runs=1) - expected) < 1e-12
 
 
 def test_the_stacked_training_benchmark_s_plain_loop_does_the_work_fit_stacked_does(monkeypatch):
