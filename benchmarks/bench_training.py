@@ -103,8 +103,7 @@ def main() -> None:
     parser.add_argument("--stack", type=int, default=1, help="models trained as one (1: a model alone)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    data = TransitionDataModule(train="grid", batch_size=args.batch_size, ensemble_size=5)
-    data.setup()
+    data = datamodules(1, args.batch_size)[0]
     initial = DynamicsModule(members=5, width=args.width)
     rows = len(data.train_set) * args.epochs * args.stack  # every model's rows
     steady_rows = len(data.train_set) * (args.epochs - 1) * args.stack
@@ -146,8 +145,12 @@ def main() -> None:
             }
         )
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
-    header = {"device": args.device, "threads": torch.get_num_threads(), "batch_size": args.batch_size}
-    header["stack"] = args.stack
+    header = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "stack": args.stack,
+    }
     print(json.dumps({**header, "width": args.width, "rows": rows, **median, "rounds": rounds}, indent=2))
 
 
