@@ -7,7 +7,9 @@ Both sides do the same arithmetic with the same weights (PE 5 x 500 x 2 network,
 candidates x horizon 25 x 5 iterations, 40 elites); the plain side is written out with raw
 tensors and no torchrl, TensorDict or module calls. The FLOP floor is the step's matmul FLOPs
 divided by this machine's measured matmul rate at the step's arithmetic (`--precision`, float32
-unless set; tf32 is float32 on a CPU). `--env halfcheetah`: the half cheetah's
+unless set; tf32 is float32 on a CPU). The step is also timed beside its matmuls alone, as its layers
+run them (`matmuls_alone_ms`): at a one-episode step's shapes a CPU's GEMM runs below the 2048²
+rate, so these say how much of the gap to the floor is the matmuls' own. `--env halfcheetah`: the half cheetah's
 Table 1 step instead (CEM 500 x horizon 30 x 5 iterations, 50 elites, PE 5 x 200 x 4), objmm
 against the floor only (the plain side is the cartpole's). On CUDA the step is also timed as a
 captured CUDA graph (`cem.cuda_graph`), interleaved with the eager step, with the largest
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
+from objmm.models.ensemble import ensemble_linear
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
 from objmm.planning.cem import PRECISIONS, rollout_precision, truncated_normal
 
@@ -69,6 +72,31 @@ def plain_cem_step(model: DynamicsModel, obs: torch.Tensor, cfg: CEMConfig) -> t
         mean = 0.1 * mean + 0.9 * elites.mean(1)
         var = 0.1 * var + 0.9 * elites.var(1, unbiased=False)
     return mean[:, 0]
+
+
+def matmuls_of_step(model: DynamicsModel, rows: int, calls: int):
+    """One planning step's matmuls alone, as the model's layers run them: `calls` model calls of
+    `rows` rows each, cut into the passes `predict_next` makes, every layer with its bias (and on a
+    CPU its parts), the head's mean columns; no SiLU, no rollout, no CEM. What the FLOP floor asks
+    of the step, measured at the step's own shapes: a callable that does one step's worth."""
+    net, device = model.net, model.input_mean.device
+    per_pass = model.cpu_rows_per_pass if device.type == "cpu" else rows
+    passes = [min(per_pass, rows - start) for start in range(0, rows, per_pass)]
+    inputs = [
+        [torch.randn(n, net.hidden[0].weight.shape[1], device=device)]  # the first layer's input is shared
+        + [torch.randn(net.members, n, layer.weight.shape[1], device=device) for layer in net.layers[1:]]
+        for n in passes
+    ]
+    head = (net.head.weight[..., : model.task.obs_dim], net.head.bias[..., : model.task.obs_dim])
+
+    def step() -> None:
+        for _ in range(calls):
+            for xs in inputs:
+                for layer, x in zip(net.hidden, xs, strict=False):
+                    layer(x)
+                ensemble_linear(xs[-1], *head)
+
+    return step
 
 
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
@@ -160,6 +188,9 @@ def main() -> None:
             t_objmm, t_plain = timed_pair(objmm_step, plain, args.repeats, args.device)
         else:
             t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
+        # the same step beside its matmuls alone: how far the step is from them, and they from the floor
+        matmuls = matmuls_of_step(model, cfg.population * args.episodes, cfg.horizon * cfg.iterations)
+        t_step, t_matmuls = timed_pair(objmm_step, matmuls, args.repeats, args.device)
         graph = args.device.startswith("cuda")
         if graph:
             graphed = planner_with(cuda_graph=True)
@@ -198,6 +229,9 @@ def main() -> None:
         "matmul_gflops": round(rate, 1),
         "flop_floor_ms": round(floor * 1e3, 1),
         "objmm_over_floor": round(t_objmm / floor, 2),
+        "matmuls_alone_ms": round(t_matmuls * 1e3, 1),
+        "matmuls_alone_over_floor": round(t_matmuls / floor, 2),
+        "objmm_over_its_matmuls": round(t_step / t_matmuls, 2),
     }
     if graph:
         result |= {

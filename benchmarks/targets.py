@@ -112,6 +112,12 @@ def main() -> None:
         value = number(*tf32) if all(f is not None for f in tf32) else None
         if value is not None:
             print(f"| {name}, planning in TF32 | {shown.format(value)} | {'met' if met(value) else 'missed'} |")
+    cpu = last_json(steps / "bench_planning_cpu.log") or {}
+    if "matmuls_alone_over_floor" in cpu:  # what the CPU target asks of the matmuls at the step's own shapes
+        print(
+            f"| CPU: the same step's matmuls alone, as its layers run them | {cpu['matmuls_alone_over_floor']:.2f}x "
+            f"the floor; the step {cpu['objmm_over_its_matmuls']:.2f}x them | |"
+        )
     precision = last_json(steps / "bench_precision.log")  # issue 20's item 4: measured, no target
     for row in (precision or {}).get("precisions", []):
         print(

@@ -17,7 +17,8 @@ def test_targets_read_each_step_s_last_json_and_take_the_best_of_eager_graph_and
         noise + json.dumps({"objmm_ms": 8.0, "graph_ms": 3.2, "compiled_ms": 2.9}, indent=2)
     )
     (steps / "bench_planning_cuda_cheetah.log").write_text(json.dumps({"objmm_ms": 12.5}))  # eager only
-    (steps / "bench_planning_cpu.log").write_text(json.dumps({"objmm_over_floor": 1.6}))
+    cpu = {"objmm_over_floor": 1.6, "matmuls_alone_over_floor": 1.3, "objmm_over_its_matmuls": 1.23}
+    (steps / "bench_planning_cpu.log").write_text(json.dumps(cpu))
     stacks = [
         {"runs": 1, "over_one": 1.0, "sweep_hours_projected": 3.0},
         {"runs": 16, "over_one": 2.5, "whole_runs_over_one": 1.4, "sweep_hours_projected": 0.6},
@@ -44,6 +45,8 @@ def test_targets_read_each_step_s_last_json_and_take_the_best_of_eager_graph_and
         "1.60x the floor | missed"
         in rows["CPU: Table 1 cartpole step >= 85% of the matmul floor (time / floor <= 1.18)"]
     )
+    matmuls = "CPU: the same step's matmuls alone, as its layers run them"
+    assert rows[matmuls].endswith("| 1.30x the floor; the step 1.23x them | |")
     assert "2.50x one run | missed" in rows["CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one"]
     stacked_training = "CUDA: the same with 16 models trained as one (stacked PETS runs' training)"
     assert rows[stacked_training].endswith("| 1.04x the plain loop | met |")
@@ -166,3 +169,42 @@ def test_the_stacked_training_benchmark_s_plain_loop_does_the_work_fit_stacked_d
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6, msg=name)
     moved = (lightning[0].model.net.head.weight - initial.model.net.head.weight).abs().max()
     assert moved > 1e-3 and not torch.equal(lightning[0].model.net.head.weight, lightning[1].model.net.head.weight)
+
+
+def test_the_planning_benchmark_s_matmuls_alone_are_the_step_s_matmuls(monkeypatch):
+    """bench_planning's `matmuls_alone_ms` times the step's own matmuls: the same ops at the same
+    shapes (passes, parts, the head's mean columns), as many of each, as one planning step runs."""
+    from collections import Counter
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_planning as bench
+
+    from objmm.models import DynamicsModel
+    from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
+
+    class Matmuls(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in {"mm", "bmm", "addmm", "baddbmm", "matmul"}:
+                self.seen[(name, *(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))] += 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = DynamicsModel(bench.ENV_ID, members=5, width=16).eval()
+    cfg = CEMConfig(horizon=2, population=300, elites=10, iterations=2, cuda_graph=False)  # 300 rows: 2 passes
+    planner = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), "cpu"), cfg)
+    step, alone = Matmuls(), Matmuls()
+    with torch.no_grad():
+        with step:
+            planner.plan(torch.zeros(1, model.task.obs_dim))
+        with alone:
+            bench.matmuls_of_step(model, cfg.population, cfg.horizon * cfg.iterations)()
+    assert sum(step.seen.values()) == 2 * 2 * 2 * 3  # 4 model calls x 2 passes x 3 layers
+    assert alone.seen == step.seen
