@@ -93,6 +93,26 @@ def datamodules(k: int, batch_size: int, members: int = 5) -> list[TransitionDat
     return found
 
 
+def sides(
+    initial: DynamicsModule, data: TransitionDataModule, trainer: L.Trainer, stack: int, epochs: int, device: str
+):
+    """A round's two sides on fresh copies of `initial`, built before either is timed: Lightning's
+    fit and the plain loop (which returns its epochs' seconds), for a model alone or `stack` models
+    trained as one."""
+    if stack > 1:
+        models, plain_models = ([copy.deepcopy(initial) for _ in range(stack)] for _ in range(2))
+        data_k, plain_data = datamodules(stack, data.batch_size), datamodules(stack, data.batch_size)
+        return (
+            lambda: fit_stacked(models, data_k, trainer),
+            lambda: plain_stacked_epochs(plain_models, plain_data, epochs, device),
+        )
+    module, plain_module = copy.deepcopy(initial), copy.deepcopy(initial)
+    plain_module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
+    # each epoch's rows moved to the device in one copy, as the datamodule's batches are
+    batches = EnsembleBatches(data.train_set.data, 5, data.batch_size, True, seed=0, device=device)
+    return lambda: trainer.fit(module, datamodule=data), lambda: plain_epochs(plain_module, batches, epochs, device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -111,25 +131,16 @@ def main() -> None:
     # a shared machine's speed drifts by tens of percent from one minute to the next, so the two
     # sides alternate, round after round, and each round's ratio is reported with the median
     for i in range(args.rounds):
-        module, plain_module = copy.deepcopy(initial), copy.deepcopy(initial)
         timer = EpochTimer()
         trainer = bare_trainer(args.epochs, args.device, callbacks=[timer])
-        plain_module.model.fit_normaliser(data.train_set.data["obs"], data.train_set.data["action"])
-        # each epoch's rows moved to the device in one copy, as the datamodule's batches are
-        batches = EnsembleBatches(data.train_set.data, 5, args.batch_size, True, seed=0, device=args.device)
+        fit, plain = sides(initial, data, trainer, args.stack, args.epochs, args.device)
         seconds = {}
         for side in ("lightning", "plain") if i % 2 == 0 else ("plain", "lightning"):  # neither always goes first
-            models = [copy.deepcopy(initial) for _ in range(args.stack)] if args.stack > 1 else []
-            data_k = datamodules(args.stack, args.batch_size) if args.stack > 1 else []
             start = time.perf_counter()
-            if side == "lightning" and args.stack > 1:
-                fit_stacked(models, data_k, trainer)
-            elif side == "lightning":
-                trainer.fit(module, datamodule=data)
-            elif args.stack > 1:
-                plain_seconds = plain_stacked_epochs(models, data_k, args.epochs, args.device)
+            if side == "lightning":
+                fit()
             else:
-                plain_seconds = plain_epochs(plain_module, batches, args.epochs, args.device)
+                plain_seconds = plain()
             seconds[side] = time.perf_counter() - start
         t_lightning, t_plain = seconds["lightning"], seconds["plain"]
         # steady state: epochs after the first (fit start-up, allocator warm-up excluded on both sides)
