@@ -74,6 +74,17 @@ def test_a_save_killed_between_its_renames_is_recovered_on_load(saved):
     assert len(dataset) == 30 and saved.is_dir() and not old.exists()
 
 
+def test_a_save_killed_while_deleting_the_old_dataset_does_not_stop_the_next_save(saved):
+    """A kill inside the last step of a save (deleting the dataset it replaced) leaves part of that
+    old dataset beside the new one; the next save of the same path (a resumed PETS run's) goes on."""
+    old = saved.with_name(f".{saved.name}.old")
+    (old / "rows").mkdir(parents=True)
+    (old / "rows" / "obs.memmap").write_bytes(b"left by the kill")
+    bigger = random_rollouts(CARTPOLE, episodes=4, horizon=10)
+    bigger.save(saved)
+    assert len(TransitionDataset.load(saved)) == 40 and not old.exists()
+
+
 def test_result_files_are_readable_by_others_as_usual(in_tmp):
     main(["pets", "--config", str(Path(__file__).parents[1] / "configs" / "pets" / "tiny.yaml"), "--pets.trials", "1"])
     run = Path("runs/pets_tiny")

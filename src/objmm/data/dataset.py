@@ -202,6 +202,8 @@ class TransitionDataset:
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             if path.exists():
                 old = _previous(path)
+                if old.exists():  # what a save killed while deleting its old dataset left: `path` is the newer
+                    shutil.rmtree(old)
                 os.replace(path, old)  # a kill here leaves the old dataset at `old`: load() puts it back
                 os.replace(tmp, path)
                 shutil.rmtree(old)
