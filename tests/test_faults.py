@@ -85,6 +85,32 @@ def test_a_save_killed_while_deleting_the_old_dataset_does_not_stop_the_next_sav
     assert len(TransitionDataset.load(saved)) == 40 and not old.exists()
 
 
+def test_a_folder_deleted_by_a_killed_call_is_gone_from_its_path_and_cleared_by_the_next(tmp_path, monkeypatch):
+    """`atomic.remove_folder`: a kill while deleting (here, inside rmtree) leaves nothing at the path a
+    resumed run would read; what it left aside is cleared by the next call for that path."""
+    import shutil
+
+    from objmm import atomic
+
+    folder = tmp_path / "e.partial"
+    (folder / "dataset").mkdir(parents=True)
+    (folder / "progress.json").write_text("{}")
+
+    def killed(path, ignore_errors=False):
+        if not ignore_errors:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.remove_folder(folder)
+    monkeypatch.undo()
+    aside = tmp_path / ".e.partial.deleting"
+    assert not folder.exists() and (aside / "progress.json").is_file()
+    (folder / "dataset").mkdir(parents=True)  # the next run's partial results, deleted when it finishes
+    atomic.remove_folder(folder)
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_result_files_are_readable_by_others_as_usual(in_tmp):
     main(["pets", "--config", str(Path(__file__).parents[1] / "configs" / "pets" / "tiny.yaml"), "--pets.trials", "1"])
     run = Path("runs/pets_tiny")

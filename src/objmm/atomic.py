@@ -1,10 +1,12 @@
 """Write result files atomically: into a temporary file beside the target, then rename it into place,
-so a crash or a kill never leaves half a file behind."""
+so a crash or a kill never leaves half a file behind; and delete folders so that a kill never leaves
+half a folder where a resumed run would read it."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +51,14 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_json(path: Path, payload: dict) -> Path:
     return write_text(path, json.dumps(payload, indent=2))
+
+
+def remove_folder(path: Path) -> None:
+    """Delete the folder `path`, renamed aside first (to `.NAME.deleting`, which the next call for
+    the same path clears): a kill while deleting leaves no half-deleted folder at `path` (a resumed
+    run's partial results, a dataset's previous copy) for a later run to read as a whole one."""
+    path = Path(path)
+    aside = path.with_name(f".{path.name}.deleting")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(path, aside)
+    shutil.rmtree(aside)

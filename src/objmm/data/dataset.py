@@ -206,7 +206,7 @@ class TransitionDataset:
                     shutil.rmtree(old)
                 os.replace(path, old)  # a kill here leaves the old dataset at `old`: load() puts it back
                 os.replace(tmp, path)
-                shutil.rmtree(old)
+                atomic.remove_folder(old)
             else:
                 os.replace(tmp, path)
         finally:

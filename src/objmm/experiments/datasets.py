@@ -12,12 +12,11 @@ Each takes the same `env` section as the other commands (`env.id`, `env.kwargs`)
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Literal
 
-from objmm.atomic import write_json
+from objmm.atomic import remove_folder, write_json
 from objmm.data import TransitionDataset, babbling_dataset, grid_dataset, sampled_dataset
 from objmm.envs import EnvSpec, get_task
 from objmm.errors import ObjmmError, require_at_least_one
@@ -161,7 +160,7 @@ def expert(
         seed=seed,
     )
     path = _save(dataset, str(out_path), "expert")
-    shutil.rmtree(partial)
+    remove_folder(partial)  # a kill while deleting leaves no half of it for the same command to resume from
     return path
 
 
