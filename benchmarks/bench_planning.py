@@ -74,11 +74,12 @@ def plain_cem_step(model: DynamicsModel, obs: torch.Tensor, cfg: CEMConfig) -> t
     return mean[:, 0]
 
 
-def matmuls_of_step(model: DynamicsModel, rows: int, calls: int):
+def matmuls_of_step(model: DynamicsModel, rows: int, calls: int, precision: str = "float32"):
     """One planning step's matmuls alone, as the model's layers run them: `calls` model calls of
     `rows` rows each, cut into the passes `predict_next` makes, every layer with its bias (and on a
-    CPU its parts), the head's mean columns; no SiLU, no rollout, no CEM. What the FLOP floor asks
-    of the step, measured at the step's own shapes: a callable that does one step's worth."""
+    CPU its parts), the head's mean columns, in the step's arithmetic (`cem.precision`); no SiLU, no
+    rollout, no CEM. What the FLOP floor asks of the step, measured at the step's own shapes: a
+    callable that does one step's worth."""
     net, device = model.net, model.input_mean.device
     per_pass = model.cpu_rows_per_pass if device.type == "cpu" else rows
     passes = [min(per_pass, rows - start) for start in range(0, rows, per_pass)]
@@ -90,11 +91,12 @@ def matmuls_of_step(model: DynamicsModel, rows: int, calls: int):
     head = (net.head.weight[..., : model.task.obs_dim], net.head.bias[..., : model.task.obs_dim])
 
     def step() -> None:
-        for _ in range(calls):
-            for xs in inputs:
-                for layer, x in zip(net.hidden, xs, strict=False):
-                    layer(x)
-                ensemble_linear(xs[-1], *head)
+        with rollout_precision(precision, device):
+            for _ in range(calls):
+                for xs in inputs:
+                    for layer, x in zip(net.hidden, xs, strict=False):
+                        layer(x)
+                    ensemble_linear(xs[-1], *head)
 
     return step
 
@@ -189,7 +191,7 @@ def main() -> None:
         else:
             t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
         # the same step beside its matmuls alone: how far the step is from them, and they from the floor
-        matmuls = matmuls_of_step(model, cfg.population * args.episodes, cfg.horizon * cfg.iterations)
+        matmuls = matmuls_of_step(model, cfg.population * args.episodes, cfg.horizon * cfg.iterations, args.precision)
         t_step, t_matmuls = timed_pair(objmm_step, matmuls, args.repeats, args.device)
         graph = args.device.startswith("cuda")
         if graph:

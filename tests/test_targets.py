@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "targets.py"
 
 
@@ -171,9 +173,11 @@ def test_the_stacked_training_benchmark_s_plain_loop_does_the_work_fit_stacked_d
     assert moved > 1e-3 and not torch.equal(lightning[0].model.net.head.weight, lightning[1].model.net.head.weight)
 
 
-def test_the_planning_benchmark_s_matmuls_alone_are_the_step_s_matmuls(monkeypatch):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_planning_benchmark_s_matmuls_alone_are_the_step_s_matmuls(monkeypatch, precision):
     """bench_planning's `matmuls_alone_ms` times the step's own matmuls: the same ops at the same
-    shapes (passes, parts, the head's mean columns), as many of each, as one planning step runs."""
+    shapes and dtypes (passes, parts, the head's mean columns, the planner's precision), as many of
+    each, as one planning step runs."""
     from collections import Counter
 
     import torch
@@ -193,18 +197,18 @@ def test_the_planning_benchmark_s_matmuls_alone_are_the_step_s_matmuls(monkeypat
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
             if name in {"mm", "bmm", "addmm", "baddbmm", "matmul"}:
-                self.seen[(name, *(tuple(a.shape) for a in args if isinstance(a, torch.Tensor)))] += 1
+                self.seen[(name, *((tuple(a.shape), a.dtype) for a in args if isinstance(a, torch.Tensor)))] += 1
             return func(*args, **(kwargs or {}))
 
     torch.manual_seed(0)
     model = DynamicsModel(bench.ENV_ID, members=5, width=16).eval()
-    cfg = CEMConfig(horizon=2, population=300, elites=10, iterations=2, cuda_graph=False)  # 300 rows: 2 passes
+    cfg = CEMConfig(horizon=2, population=300, elites=10, iterations=2, cuda_graph=False, precision=precision)
     planner = CEMPlanner(ModelEnv(model.task, model.predict_next, model.task.reward(), "cpu"), cfg)
     step, alone = Matmuls(), Matmuls()
     with torch.no_grad():
         with step:
             planner.plan(torch.zeros(1, model.task.obs_dim))
         with alone:
-            bench.matmuls_of_step(model, cfg.population, cfg.horizon * cfg.iterations)()
-    assert sum(step.seen.values()) == 2 * 2 * 2 * 3  # 4 model calls x 2 passes x 3 layers
+            bench.matmuls_of_step(model, cfg.population, cfg.horizon * cfg.iterations, precision)()
+    assert sum(step.seen.values()) == 2 * 2 * 2 * 3  # 4 model calls (300 rows: 2 passes) x 3 layers
     assert alone.seen == step.seen
