@@ -99,3 +99,34 @@ def test_a_cpu_layer_cuts_rows_to_keep_threads_busy_and_gives_the_same_outputs(t
     with torch.enable_grad():  # training keeps the plain multiply (and its gradients)
         layer(x).sum().backward()
     assert batches[-1] == 5 and layer.weight.grad is not None
+
+
+@pytest.mark.parametrize("members", [5, 2], ids=["in parts", "whole"])
+def test_a_cpu_layer_under_bfloat16_autocast_casts_its_weights_once_and_gives_autocast_s_outputs(
+    two_threads, monkeypatch, members
+):
+    """`cem.precision: bfloat16` on a CPU: the layer's weights are cast once and kept (autocast casts
+    them at every call), with the same outputs to the bit as autocast's own casts; a weight changed
+    in place is cast again."""
+    from objmm.models.ensemble import EnsembleLinear
+
+    layer, x = EnsembleLinear(members, 30, 20), torch.randn(members, 64, 30)
+    casts = []
+    to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: casts.append(a) or to(self, *a, **k))
+
+    def autocast_s_own() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return torch.baddbmm(layer.bias, x, layer.weight)
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        first, second = layer(x), layer(x)
+        assert len(casts) == 2  # weight and bias, once for both calls
+        layer.weight.mul_(2.0)
+        third = layer(x)
+        assert len(casts) == 4
+    assert first.dtype == torch.bfloat16 and torch.equal(first, second)
+    assert torch.equal(third, autocast_s_own())
+    with torch.no_grad():
+        layer.weight.div_(2.0)
+    assert torch.equal(first, autocast_s_own())

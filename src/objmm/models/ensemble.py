@@ -30,6 +30,15 @@ def ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -
     return torch.baddbmm(bias, x, weight)
 
 
+def autocast_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The dtype autocast computes a matmul with `weight` in here: its own where autocast is on for
+    the weight's device and lowers float32 (bfloat16 planning), else the weight's."""
+    device = weight.device.type
+    if weight.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
 class EnsembleLinear(nn.Module):
     """`members` independent linear layers. weight [E, in, out], bias [E, 1, out]."""
 
@@ -37,7 +46,7 @@ class EnsembleLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
-        self._repeated: tuple | None = None  # (key, weight, bias): `repeated_weights`
+        self._planning: tuple | None = None  # (key, weight, bias): `planning_weights`
         self.reset_parameters()
 
     @torch.no_grad()
@@ -60,26 +69,33 @@ class EnsembleLinear(nn.Module):
         than threads and they do not divide among them, each member's rows are cut into one part a
         thread, against the weights repeated per part: every thread busy with the same products
         (docs/benchmarks.md: Table 1's steps about 0.9x on 2 cores, every action equal). One member is
-        left whole: MKL splits its one GEMM itself."""
+        left whole: MKL splits its one GEMM itself. Under bfloat16 autocast (`cem.precision`) the
+        weights come already cast (`planning_weights`)."""
         members, threads, rows = self.weight.shape[0], torch.get_num_threads(), x.shape[-2]
-        if members <= threads or not members % threads or rows % threads:
-            return ensemble_linear(x, self.weight, self.bias)
-        weight, bias = self.repeated_weights(threads)
-        parts = (x if x.dim() == 3 else x.expand(members, *x.shape)).reshape(members * threads, rows // threads, -1)
-        return torch.baddbmm(bias, parts, weight).view(members, rows, -1)
+        parts = members > threads and members % threads and not rows % threads
+        weight, bias = self.planning_weights(threads if parts else 1, autocast_dtype(self.weight))
+        if not parts:
+            return ensemble_linear(x, weight, bias)
+        x = (x if x.dim() == 3 else x.expand(members, *x.shape)).reshape(members * threads, rows // threads, -1)
+        return torch.baddbmm(bias, x, weight).view(members, rows, -1)
 
-    def repeated_weights(self, times: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """weight and bias with each member repeated `times` times in a row, kept until either changes
-        (an optimiser step or a load bumps a tensor's version; a move makes a new tensor): planning
-        calls a model thousands of times a step with the same weights."""
-        key = (times, self.weight.data_ptr(), self.weight._version, self.bias.data_ptr(), self.bias._version)
-        if self._repeated is None or self._repeated[0] != key:
+    def planning_weights(self, times: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """weight and bias with each member repeated `times` times in a row, in `dtype`, kept until
+        either changes (an optimiser step or a load bumps a tensor's version; a move makes a new
+        tensor): planning calls a model thousands of times a step with the same weights. Autocast
+        would cast them at every call (it keeps a cast only of a leaf that requires grad): 40% of a
+        bfloat16 step's time on a CPU. The cast is the one autocast makes, so the results are its own."""
+        if times == 1 and dtype == self.weight.dtype:
+            return self.weight, self.bias
+        key = (times, dtype, self.weight.data_ptr(), self.weight._version, self.bias.data_ptr(), self.bias._version)
+        if self._planning is None or self._planning[0] != key:
             with torch.no_grad():
-                self._repeated = (key, self.weight.repeat_interleave(times, 0), self.bias.repeat_interleave(times, 0))
-        return self._repeated[1], self._repeated[2]
+                weight, bias = self.weight.repeat_interleave(times, 0), self.bias.repeat_interleave(times, 0)
+                self._planning = (key, weight.to(dtype), bias.to(dtype))
+        return self._planning[1], self._planning[2]
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_repeated": None}  # a copy or a pickle (a Ray task) makes its own
+        return {**self.__dict__, "_planning": None}  # a copy or a pickle (a Ray task) makes its own
 
 
 class EnsembleMLP(nn.Module):
