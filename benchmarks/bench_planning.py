@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
+from objmm.models.dynamics import cpu_pass_rows
 from objmm.models.ensemble import ensemble_linear
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
 from objmm.planning.cem import PRECISIONS, rollout_precision, truncated_normal
@@ -81,7 +82,8 @@ def matmuls_of_step(model: DynamicsModel, rows: int, calls: int, precision: str 
     rollout, no CEM. What the FLOP floor asks of the step, measured at the step's own shapes: a
     callable that does one step's worth."""
     net, device = model.net, model.input_mean.device
-    per_pass = model.cpu_rows_per_pass if device.type == "cpu" else rows
+    with rollout_precision(precision, device):  # a CPU's pass holds more rows in bfloat16
+        per_pass = cpu_pass_rows(model.cpu_rows_per_pass, net) if device.type == "cpu" else rows
     passes = [min(per_pass, rows - start) for start in range(0, rows, per_pass)]
     inputs = [
         [torch.randn(n, net.hidden[0].weight.shape[1], device=device)]  # the first layer's input is shared

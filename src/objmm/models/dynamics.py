@@ -11,13 +11,21 @@ import torch
 from torch import nn
 
 from objmm.envs import get_task
-from objmm.models.ensemble import EnsembleMLP, Prediction
+from objmm.models.ensemble import EnsembleMLP, Prediction, autocast_dtype
+
+
+def cpu_pass_rows(float32_rows: int, net: EnsembleMLP) -> int:
+    """Rows per network pass when planning on a CPU: the activation bytes of `float32_rows` float32
+    rows, so twice the rows under bfloat16 autocast (`cem.precision`): there one pass holds Table 1's
+    whole population, 0.78-0.82x the time of two passes (docs/benchmarks.md)."""
+    return float32_rows * 4 // autocast_dtype(net.head.weight).itemsize
 
 
 class DynamicsModel(nn.Module):
-    #: rows per network pass when planning on a CPU: a [members, 256, width] activation stays in
-    #: cache, which measured 1.7-2.3x faster than one pass over a whole CEM population (10k rows)
-    #: (256 rows a thread was tried on 2 threads: 0.65-0.94x for one model, 1.3x for 8 stacked P models)
+    #: float32 rows per network pass when planning on a CPU (`cpu_pass_rows`): a [members, 256,
+    #: width] activation stays in cache, which measured 1.7-2.3x faster than one pass over a whole CEM
+    #: population (10k rows) (256 rows a thread was tried on 2 threads: 0.65-0.94x for one model, 1.3x
+    #: for 8 stacked P models)
     cpu_rows_per_pass = 256
 
     def __init__(self, env_id: str, members: int = 5, width: int = 200, depth: int = 2, probabilistic: bool = True):
@@ -78,7 +86,7 @@ class DynamicsModel(nn.Module):
         Every member sees the same rows in one batched pass; their mean predictions are averaged
         (PETS's expectation propagation, no particles).
         """
-        rows = self.cpu_rows_per_pass
+        rows = cpu_pass_rows(self.cpu_rows_per_pass, self.net)
         if obs.device.type == "cpu" and obs.shape[0] > rows:
             chunks = zip(obs.split(rows), action.split(rows), strict=True)
             return torch.cat([self.predict_next(o, a) for o, a in chunks])

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from objmm.errors import ObjmmError
-from objmm.models.dynamics import DynamicsModel
+from objmm.models.dynamics import DynamicsModel, cpu_pass_rows
 from objmm.models.ensemble import EnsembleMLP
 
 
@@ -59,7 +59,7 @@ class StackedDynamics(nn.Module):
         if obs.shape[0] % self.stack:
             raise ObjmmError(f"{obs.shape[0]} rows do not split into {self.stack} equal blocks, one per model")
         obs, action = obs.view(self.stack, -1, obs.shape[-1]), action.view(self.stack, -1, action.shape[-1])
-        rows = self.cpu_rows_per_pass
+        rows = cpu_pass_rows(self.cpu_rows_per_pass, self.net)
         if obs.device.type == "cpu" and obs.shape[1] > rows:
             chunks = zip(obs.split(rows, dim=1), action.split(rows, dim=1), strict=True)
             targets = torch.cat([self.mean_targets(o, a) for o, a in chunks], dim=1)
