@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
 from objmm.models.dynamics import cpu_pass_rows
-from objmm.models.ensemble import ensemble_linear
+from objmm.models.ensemble import autocast_dtype, ensemble_linear
 from objmm.planning import CEMConfig, CEMPlanner, ModelEnv
 from objmm.planning.cem import PRECISIONS, rollout_precision, truncated_normal
 
@@ -104,7 +104,11 @@ def matmuls_of_step(model: DynamicsModel, rows: int, calls: int, precision: str 
 
 
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 10) -> float:
+    """The matmul rate (GFLOP/s) of a size² x size² product here, in the arithmetic of the calling
+    context: under autocast (bfloat16 planning) the operands are cast before the clock starts, so
+    the rate is the product's, not the casts'."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a, b = a.to(autocast_dtype(a)), b.to(autocast_dtype(b))
     a @ b
     sync(device)
     start = time.perf_counter()
