@@ -84,10 +84,11 @@ def matmuls_of_step(model: DynamicsModel, rows: int, calls: int, precision: str 
     net, device = model.net, model.input_mean.device
     with rollout_precision(precision, device):  # a CPU's pass holds more rows in bfloat16
         per_pass = cpu_pass_rows(model.cpu_rows_per_pass, net) if device.type == "cpu" else rows
+        dtype = autocast_dtype(net.head.weight)  # a hidden layer's output, the next layer's input
     passes = [min(per_pass, rows - start) for start in range(0, rows, per_pass)]
     inputs = [
-        [torch.randn(n, net.hidden[0].weight.shape[1], device=device)]  # the first layer's input is shared
-        + [torch.randn(net.members, n, layer.weight.shape[1], device=device) for layer in net.layers[1:]]
+        [torch.randn(n, net.hidden[0].weight.shape[1], device=device)]  # the first layer's input: shared, float32
+        + [torch.randn(net.members, n, layer.weight.shape[1], device=device, dtype=dtype) for layer in net.layers[1:]]
         for n in passes
     ]
     head = (net.head.weight[..., : model.task.obs_dim], net.head.bias[..., : model.task.obs_dim])
