@@ -124,19 +124,26 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_pair(fn_a, fn_b, repeats: int, device: str) -> tuple[float, float]:
-    """Median seconds per call of each, the two calls interleaved so that a noisy neighbour on a
-    shared machine slows both sides alike."""
-    times: tuple[list[float], list[float]] = ([], [])
-    fn_a(), fn_b()
+def timed_together(fns: list, repeats: int, device: str) -> list[float]:
+    """Median seconds per call of each of `fns`, the calls interleaved so that a noisy neighbour on a
+    shared machine slows every side alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for fn in fns:
+        fn()
     for _ in range(repeats):
-        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+        for fn, out in zip(fns, times, strict=True):
             sync(device)
             start = time.perf_counter()
             fn()
             sync(device)
             out.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(out) for out in times]
+
+
+def timed_pair(fn_a, fn_b, repeats: int, device: str) -> tuple[float, float]:
+    """`timed_together` of two."""
+    t_a, t_b = timed_together([fn_a, fn_b], repeats, device)
+    return t_a, t_b
 
 
 def table1(env: str, width: int | None = None, **cem) -> tuple[str, CEMConfig, int, int]:
@@ -188,18 +195,23 @@ def main() -> None:
     objmm_step = step_of(planner)
 
     with torch.no_grad():
+        # the step beside its matmuls alone (how far the step is from them, and they from the floor)
+        # and, for the cartpole, beside the plain loop: all interleaved in one timing
+        sides = {
+            "objmm": objmm_step,
+            "matmuls": matmuls_of_step(
+                model, cfg.population * args.episodes, cfg.horizon * cfg.iterations, args.precision
+            ),
+        }
         if cartpole:
 
             def plain():
                 with rollout_precision(args.precision, torch.device(args.device)):
                     return plain_cem_step(model, obs, cfg)
 
-            t_objmm, t_plain = timed_pair(objmm_step, plain, args.repeats, args.device)
-        else:
-            t_objmm, t_plain = timed_pair(objmm_step, lambda: None, args.repeats, args.device)[0], float("nan")
-        # the same step beside its matmuls alone: how far the step is from them, and they from the floor
-        matmuls = matmuls_of_step(model, cfg.population * args.episodes, cfg.horizon * cfg.iterations, args.precision)
-        t_step, t_matmuls = timed_pair(objmm_step, matmuls, args.repeats, args.device)
+            sides["plain"] = plain
+        timed = dict(zip(sides, timed_together(list(sides.values()), args.repeats, args.device), strict=True))
+        t_objmm, t_matmuls, t_plain = timed["objmm"], timed["matmuls"], timed.get("plain", float("nan"))
         graph = args.device.startswith("cuda")
         if graph:
             graphed = planner_with(cuda_graph=True)
@@ -240,7 +252,7 @@ def main() -> None:
         "objmm_over_floor": round(t_objmm / floor, 2),
         "matmuls_alone_ms": round(t_matmuls * 1e3, 1),
         "matmuls_alone_over_floor": round(t_matmuls / floor, 2),
-        "objmm_over_its_matmuls": round(t_step / t_matmuls, 2),
+        "objmm_over_its_matmuls": round(t_objmm / t_matmuls, 2),
     }
     if graph:
         result |= {
