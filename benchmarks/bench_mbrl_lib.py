@@ -5,25 +5,30 @@ mbrl-lib lives in its own folder, off objmm's environment: it pins packages objm
 
     pip install --target .mbrl-lib --no-deps mbrl==0.2.0 omegaconf==2.3.0 hydra-core==1.3.2 \
         antlr4-python3-runtime==4.9.3 termcolor
-    PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py [--repeats 7] [--device cpu]
+    PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py [--repeats 7] [--device cpu] [--bfloat16]
 
 Both plan one episode's step with the same work: PE 5 x 500 x 2 (SiLU), expectation over the
 members (no particles: mbrl-lib's `expectation` propagation with one particle), CEM 400
 candidates x horizon 25 x 5 iterations, 40 elites, alpha 0.1, truncated normal candidates, the
 cartpole's known reward and model inputs (sin and cos of the angle). mbrl-lib's side is its own
 `TrajectoryOptimizerAgent` over its `ModelEnv` and `OneDTransitionRewardModel(GaussianMLP)`, as its
-PETS example builds them; objmm's is `CEMPlanner.plan`. The two calls are interleaved.
+PETS example builds them; objmm's is `CEMPlanner.plan`. The calls are interleaved.
+
+`--bfloat16` also times objmm's step with `cem.precision: bfloat16`, in the same interleaving: context
+beside the target, not the same step (mbrl-lib has no such setting, and the target is float32's).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
 import torch
-from bench_planning import timed_pair
+from bench_planning import timed_together
 
 import objmm.envs  # noqa: F401  (registers the envs)
 from objmm.models import DynamicsModel
@@ -93,6 +98,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--width", type=int, default=500)
+    parser.add_argument("--bfloat16", action="store_true", help="also objmm's step with cem.precision bfloat16")
     args = parser.parse_args()
     try:
         import mbrl
@@ -102,13 +108,14 @@ def main() -> None:
     cfg, depth, members = CEMConfig(horizon=25, population=400, elites=40, iterations=5), 2, 5
     model = DynamicsModel(ENV_ID, members=members, width=args.width, depth=depth).to(args.device).eval()
     task = model.task
-    planner = CEMPlanner(ModelEnv(task, model.predict_next, task.reward(), args.device), cfg)
+    model_env = ModelEnv(task, model.predict_next, task.reward(), args.device)
+    planner = CEMPlanner(model_env, cfg)
     env = gym.make(ENV_ID)
     agent = mbrl_lib_agent(task, cfg, args.width, depth, members, args.device, env)
     obs, _ = env.reset(seed=0)
     obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=args.device).unsqueeze(0)
 
-    def objmm_step():
+    def objmm_step(planner=planner):
         planner.reset()
         return planner.plan(obs_tensor)
 
@@ -116,23 +123,25 @@ def main() -> None:
         agent.reset()
         return agent.act(obs)
 
+    sides = [objmm_step, mbrl_lib_step]
+    if args.bfloat16:
+        sides.append(functools.partial(objmm_step, CEMPlanner(model_env, replace(cfg, precision="bfloat16"))))
     with torch.no_grad():
-        t_objmm, t_mbrl = timed_pair(objmm_step, mbrl_lib_step, args.repeats, args.device)
-    print(
-        json.dumps(
-            {
-                "device": args.device,
-                "threads": torch.get_num_threads(),
-                "mbrl_lib": mbrl.__version__,
-                "width": args.width,
-                "objmm_ms": round(t_objmm * 1e3, 1),
-                "mbrl_lib_ms": round(t_mbrl * 1e3, 1),
-                "mbrl_lib_over_objmm": round(t_mbrl / t_objmm, 2),
-                "numpy": np.__version__,
-            },
-            indent=2,
-        )
-    )
+        t_objmm, t_mbrl, *t_bfloat16 = timed_together(sides, args.repeats, args.device)
+    found = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "mbrl_lib": mbrl.__version__,
+        "width": args.width,
+        "objmm_ms": round(t_objmm * 1e3, 1),
+        "mbrl_lib_ms": round(t_mbrl * 1e3, 1),
+        "mbrl_lib_over_objmm": round(t_mbrl / t_objmm, 2),
+        "numpy": np.__version__,
+    }
+    if t_bfloat16:
+        found["objmm_bfloat16_ms"] = round(t_bfloat16[0] * 1e3, 1)
+        found["mbrl_lib_over_objmm_bfloat16"] = round(t_mbrl / t_bfloat16[0], 2)
+    print(json.dumps(found, indent=2))
 
 
 if __name__ == "__main__":

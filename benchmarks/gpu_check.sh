@@ -105,7 +105,7 @@ step bench_planning_$device 60 python benchmarks/bench_planning.py --device "$de
 [ "$device" = cpu ] || step bench_planning_cuda_cheetah 90 python benchmarks/bench_planning.py --device cuda --repeats 20 --episodes 1 --env halfcheetah --compile
 [ "$device" = cpu ] || step bench_planning_cpu 90 python benchmarks/bench_planning.py --device cpu --repeats 5 --episodes 10
 # beside mbrl-lib 0.2.0 where it is installed in .mbrl-lib (benchmarks/bench_mbrl_lib.py says how)
-[ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5
+[ -d .mbrl-lib ] && step bench_mbrl_lib 120 env PYTHONPATH=.mbrl-lib python benchmarks/bench_mbrl_lib.py --repeats 5 --bfloat16
 step bench_training 90 python benchmarks/bench_training.py --device "$device" --rounds 2
 # the same with 16 models trained as one (as 16 stacked PETS runs train): Lightning's cost a step shared
 step bench_training_stacked 90 python benchmarks/bench_training.py --device "$device" --rounds 2 "${training_stack[@]}"

@@ -118,6 +118,12 @@ def main() -> None:
             f"| CPU: the same step's matmuls alone, as its layers run them | {cpu['matmuls_alone_over_floor']:.2f}x "
             f"the floor; the step {cpu['objmm_over_its_matmuls']:.2f}x them | |"
         )
+    mbrl_lib = last_json(steps / "bench_mbrl_lib.log") or {}
+    if "mbrl_lib_over_objmm_bfloat16" in mbrl_lib:  # not the target's step: objmm in bfloat16, mbrl-lib in float32
+        print(
+            f"| CPU: the same with objmm planning in bfloat16 (cem.precision), mbrl-lib in float32 | "
+            f"{mbrl_lib['mbrl_lib_over_objmm_bfloat16']:.2f}x faster | |"
+        )
     precision = last_json(steps / "bench_precision.log")  # issue 20's item 4: measured, no target
     for row in (precision or {}).get("precisions", []):
         print(

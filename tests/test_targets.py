@@ -31,6 +31,8 @@ def test_targets_read_each_step_s_last_json_and_take_the_best_of_eager_graph_and
     (steps / "bench_training_stacked.log").write_text(
         json.dumps({"device": "cuda", "stack": 16, "steady_ratio_lightning_over_plain": 1.04})
     )
+    mbrl_lib = {"width": 500, "mbrl_lib_over_objmm": 1.14, "mbrl_lib_over_objmm_bfloat16": 2.7}
+    (steps / "bench_mbrl_lib.log").write_text(json.dumps(mbrl_lib))
     population = {"device": "cuda", "device_name": "NVIDIA H200", "fig3_cartpole_hours_projected": 0.87}
     (steps / "bench_population.log").write_text(json.dumps(population))
     (steps / "bench_planning_cuda_1_tf32.log").write_text(json.dumps({"objmm_ms": 6.0, "graph_ms": 4.5}))
@@ -47,6 +49,9 @@ def test_targets_read_each_step_s_last_json_and_take_the_best_of_eager_graph_and
         "1.60x the floor | missed"
         in rows["CPU: Table 1 cartpole step >= 85% of the matmul floor (time / floor <= 1.18)"]
     )
+    assert "1.14x faster | missed" in rows["CPU: Table 1 cartpole step >= 2.5x faster than mbrl-lib 0.2.0's"]
+    bfloat16 = "CPU: the same with objmm planning in bfloat16 (cem.precision), mbrl-lib in float32"
+    assert rows[bfloat16].endswith("| 2.70x faster | |")  # context: no verdict, the target is float32's
     matmuls = "CPU: the same step's matmuls alone, as its layers run them"
     assert rows[matmuls].endswith("| 1.30x the floor; the step 1.23x them | |")
     assert "2.50x one run | missed" in rows["CUDA: S = 16 stacked cartpole PETS runs in <= 2x the time of one"]
