@@ -85,6 +85,30 @@ def test_a_save_killed_while_deleting_the_old_dataset_does_not_stop_the_next_sav
     assert len(TransitionDataset.load(saved)) == 40 and not old.exists()
 
 
+def test_a_save_killed_while_writing_leaves_one_folder_that_the_next_save_clears(saved, monkeypatch):
+    """A kill while a save writes its rows leaves its temporary folder; the next saves of the same
+    path reuse and clear it, so kills do not pile up copies beside a run."""
+
+    def killed(self, prefix, *args, **kwargs):
+        (Path(prefix) / "obs.memmap").parent.mkdir(parents=True, exist_ok=True)
+        (Path(prefix) / "obs.memmap").write_bytes(b"half")
+        raise KeyboardInterrupt  # what a kill's signal does to the save
+
+    bigger = random_rollouts(CARTPOLE, episodes=4, horizon=10)
+    with monkeypatch.context() as patched:
+        patched.setattr(type(bigger.data), "memmap", killed)
+        with pytest.raises(KeyboardInterrupt):
+            bigger.save(saved)
+    leftover = saved.with_name(f".{saved.name}.saving")
+    (leftover / "rows").mkdir(parents=True, exist_ok=True)  # as if SIGKILL had skipped the cleanup
+    (leftover / "rows" / "obs.memmap").write_bytes(b"left by the kill")
+    assert len(TransitionDataset.load(saved)) == 30  # the saved dataset is untouched
+    bigger.save(saved)
+    bigger.save(saved)
+    assert len(TransitionDataset.load(saved)) == 40
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["d"]  # nothing beside it
+
+
 def test_a_folder_deleted_by_a_killed_call_is_gone_from_its_path_and_cleared_by_the_next(tmp_path, monkeypatch):
     """`atomic.remove_folder`: a kill while deleting (here, inside rmtree) leaves nothing at the path a
     resumed run would read; what it left aside is cleared by the next call for that path."""

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -189,13 +188,17 @@ class TransitionDataset:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically to the directory `path`, replacing an older objmm dataset there; a
-        folder there that is not an objmm dataset is refused, never deleted."""
+        folder there that is not an objmm dataset is refused, never deleted. One process saves a
+        path at a time (as one run owns its folder)."""
         path = Path(path)
         if path.exists() and not (path / METADATA_FILE).is_file():
             raise ObjmmError(f"{path} exists and is not an objmm dataset; choose another path (nothing was written)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        os.chmod(tmp, 0o777 & ~atomic.umask())  # mkdtemp makes it owner-only
+        # one fixed name, not mkdtemp's random one: what a save killed while writing left there is
+        # cleared by the next save of the same path, so kills never pile up copies beside a run
+        tmp = path.with_name(f".{path.name}.saving")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o777)  # 0777 less the umask, as any folder
         try:
             self.data.memmap(tmp / "rows")
             meta = {**self.metadata, "size": len(self), "fields": list(FIELDS), "checksum": self.checksum()}
