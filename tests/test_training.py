@@ -197,3 +197,47 @@ def test_the_module_s_quick_setattr_leaves_parameters_buffers_and_submodules_to_
     assert torch.equal(module._buffers["seen"], torch.ones(1)) and "seen" not in module.__dict__
     with pytest.raises(TypeError, match="cannot assign 'int' as child module 'head_copy'"):
         module.head_copy = 3  # torch's own check, as before
+
+
+def test_a_training_step_reads_nothing_back_from_the_device_but_on_logging_steps(device):
+    """Issue 20's item 3 (no per-step host syncs): between one optimiser step and the next (the
+    step's end, the batch's transfer, forward, loss, backward), a fit reads a value back from the
+    device only on its logging steps and at an epoch's end. Lightning used to `.item()` the
+    progress bar's loss at every step's end, bar or no bar; with a bar the loss still shows there."""
+    import lightning as L
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    reads = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default}
+
+    class Reads(TorchDispatchMode):
+        counting, count = False, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += self.counting and func in reads
+            return func(*args, **(kwargs or {}))
+
+    mode = Reads()
+
+    class Window(L.Callback):  # counts from a step's end to the next optimiser step (Adam's own reads left out)
+        def on_train_batch_end(self, *args):
+            mode.counting = True
+
+        def on_before_optimizer_step(self, *args):
+            mode.counting = False
+
+    data = TransitionDataModule(train="grid:4", batch_size=32, ensemble_size=3)
+    data.setup()
+    trainer = bare_trainer(8, str(device), callbacks=[Window()])
+    with mode:
+        trainer.fit(DynamicsModule(members=3, width=8), datamodule=data)
+    steps, every = trainer.global_step, trainer.log_every_n_steps
+    assert steps > 3 * every  # enough steps for a read a step to show
+    assert mode.count <= steps // every + 1 + 8, (mode.count, steps)  # logging steps, and 8 epochs' ends
+    assert "train/loss_step" not in trainer.progress_bar_metrics  # no bar here
+    with_bar = L.Trainer(
+        max_epochs=1, accelerator=bare_trainer(1, str(device)).accelerator, devices=1, logger=False,
+        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+    )  # fmt: skip
+    with_bar.fit(DynamicsModule(members=3, width=8), datamodule=data)
+    assert math.isfinite(with_bar.progress_bar_metrics["train/loss_step"])
+    assert with_bar.callback_metrics["train/loss_step"].device.type == "cpu"  # turned into a number without a sync

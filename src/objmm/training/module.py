@@ -104,7 +104,11 @@ class DynamicsModule(L.LightningModule):
         self._epoch_batches += 1
         if self.global_step % self.trainer.log_every_n_steps == 0:
             self._check_finite(loss, "training")
-            self.log("train/loss_step", loss, prog_bar=True, batch_size=batch.batch_size[-1])
+            # Lightning turns a progress-bar value into a number at every step's end, logged or not
+            # (`.item()` on what was logged last): on a GPU a host sync a step. So the value is put
+            # in the bar only where there is one, and is logged from the host (read back once here).
+            bar = self.trainer.progress_bar_callback is not None
+            self.log("train/loss_step", loss.detach().cpu(), prog_bar=bar, batch_size=batch.batch_size[-1])
         return loss
 
     def on_train_epoch_start(self) -> None:
