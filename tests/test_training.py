@@ -235,7 +235,7 @@ def test_a_training_step_reads_nothing_back_from_the_device_but_on_logging_steps
     assert mode.count <= steps // every + 1 + 8, (mode.count, steps)  # logging steps, and 8 epochs' ends
     assert "train/loss_step" not in trainer.progress_bar_metrics  # no bar here
     with_bar = L.Trainer(
-        max_epochs=1, accelerator=bare_trainer(1, str(device)).accelerator, devices=1, logger=False,
+        max_epochs=1, accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
         enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
     )  # fmt: skip
     with_bar.fit(DynamicsModule(members=3, width=8), datamodule=data)
